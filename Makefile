@@ -1,0 +1,43 @@
+# `make study` and `make test` set everything up themselves: a virtual environment in .venv
+# with requirements.txt, the offline data packages (Debian, when run as root with apt), the data.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEBIAN_DATA := /usr/share/datasets/fashion-mnist /usr/share/doc/opencv-doc/examples/data/digits.png
+
+.PHONY: setup data-packages data study test lint bench
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# Fashion-MNIST and digits5k offline: Debian's dataset-fashion-mnist and opencv-doc.
+data-packages:
+	@if ls $(DEBIAN_DATA) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			dataset-fashion-mnist opencv-doc >/dev/null; \
+	else echo "note: not root or no apt-get: Debian data packages skipped; datasets will be downloaded"; fi
+
+data: $(STAMP) data-packages
+	$(PY) -m lthutils data
+
+setup: $(STAMP) data
+
+# The main job: LeNet-300-100 on Fashion-MNIST, 10 rounds of IMP, tickets and reinit, 3 seeds.
+study: setup
+	$(PY) -m lthutils imp --model lenet300 --dataset fashionmnist --rounds 10 --rate 0.2 --epochs 3 --seeds 3
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lthutils tests bench
+	$(VENV)/bin/ruff format --check lthutils tests bench
+
+test: setup lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/epoch_speed.py

@@ -1,0 +1,121 @@
+"""Command line: `python -m lthutils imp|evaluate|summarize|data`.
+
+A user mistake (ConfigError) prints one line on stderr and exits with code 2, before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from lthutils.config import ConfigError, ExperimentConfig
+from lthutils.data import load_dataset
+from lthutils.experiments import evaluate_tickets, find_tickets
+from lthutils.results import summarize
+
+# CLI flag -> config field, for the flags whose names differ from the field's.
+FLAG_FIELDS = {"rate": "prune_rate", "rate_conv": "prune_rate_conv", "rate_output": "prune_rate_output"}
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML file of config fields; flags override it")
+    parser.add_argument("--name", help="results folder under exp_result/")
+    parser.add_argument("--model", help="fc, lenet300, lenet5, conv2, conv4 or conv6")
+    parser.add_argument("--dataset", help="mnist, fashionmnist or digits5k")
+    parser.add_argument("--n-layers", type=int, help="hidden layers of the fc model")
+    parser.add_argument("--n-neurons", type=int, help="units per hidden layer of the fc model")
+    parser.add_argument("--optimizer", help="sgd or adam (default: the model's)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the model's)")
+    parser.add_argument("--momentum", type=float, help="SGD momentum")
+    parser.add_argument("--batch-size", type=int, help="examples per step (default: the model's)")
+    parser.add_argument("--epochs", type=int, help="training epochs per round")
+    parser.add_argument("--iterations", type=int, help="training steps per round (instead of epochs)")
+    parser.add_argument("--rounds", type=int, help="pruning rounds after the dense round 0")
+    parser.add_argument("--rate", type=float, help="fraction of fully connected weights pruned per round")
+    parser.add_argument("--rate-conv", type=float, help="the same for conv layers")
+    parser.add_argument("--rate-output", type=float, help="the same for the output layer (default: rate / 2)")
+    parser.add_argument("--prune-scope", help="layerwise or global")
+    parser.add_argument("--reset", help="init or rewind")
+    parser.add_argument("--rewind-iteration", type=int, help="step to rewind to with --reset rewind")
+    parser.add_argument("--controls", help="comma-separated: reinit, random_mask (empty for none)")
+    parser.add_argument("--seeds", type=int, help="number of seeds: 0 .. N-1")
+    parser.add_argument("--num-train", type=int, help="class-stratified training subset size")
+    parser.add_argument("--val-size", type=int, help="validation examples carved from the training pool")
+    parser.add_argument("--eval-every", type=int, help="steps between evaluations")
+    parser.add_argument("--device", help="auto, cpu, cuda or mps")
+    parser.add_argument("--quiet", action="store_true", default=None, help="hide progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    """The config of a YAML file (if given) with the command line's flags on top."""
+    values = {}
+    if args.config is not None:
+        values = _read_yaml(args.config)
+    for flag, value in vars(args).items():
+        if flag in ("command", "config", "tickets") or value is None:
+            continue
+        if flag == "seeds":
+            if value < 1:
+                raise ConfigError("seeds", value, "a positive number of seeds")
+            value = list(range(value))
+        if flag == "controls":
+            value = [c for c in value.split(",") if c]
+        values[FLAG_FIELDS.get(flag, flag)] = value
+    return ExperimentConfig.from_dict(values)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        values = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError("--config", str(path), f"a readable YAML file ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        raise ConfigError("--config", str(path), f"valid YAML ({str(error).splitlines()[0]})") from error
+    if not isinstance(values, dict):
+        raise ConfigError("--config", str(path), "a YAML mapping of config fields")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lthutils", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _config_arguments(commands.add_parser("imp", help="find tickets by iterative magnitude pruning"))
+    evaluate = commands.add_parser("evaluate", help="train tickets found earlier on another setting")
+    evaluate.add_argument("tickets", type=Path, help="a ticket folder under model_save/")
+    _config_arguments(evaluate)
+    summary = commands.add_parser("summarize", help="mean and spread over seeds of a results.csv")
+    summary.add_argument("results", type=Path, help="a run folder or its results.csv")
+    data = commands.add_parser("data", help="fetch datasets and show where each comes from")
+    data.add_argument("names", nargs="*", default=["fashionmnist", "digits5k"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "imp":
+            config = config_from_args(args)
+            tickets = find_tickets(config)
+            results = Path(config.exp_root) / config.name / config.run_id() / "results.csv"
+            print(f"tickets: {tickets}\nresults: {results}\n")
+            print(summarize(results))
+        elif args.command == "evaluate":
+            folder = evaluate_tickets(args.tickets, config_from_args(args))
+            print(f"results: {folder / 'results.csv'}\n")
+            print(summarize(folder / "results.csv"))
+        elif args.command == "summarize":
+            path = args.results / "results.csv" if args.results.is_dir() else args.results
+            print(summarize(path))
+        else:
+            for name in args.names:
+                dataset = load_dataset(name)
+                print(
+                    f"{name}: {len(dataset.train_labels)} train, {len(dataset.test_labels)} test, from {dataset.source}"
+                )
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Every knob of an experiment in one validated dataclass.
+
+`ExperimentConfig` holds what a user sets; `resolved()` fills the fields left as None from
+the model's defaults (Frankle & Carbin 2019). Every user mistake raises `ConfigError`, whose
+one-line message names the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASETS = ("mnist", "fashionmnist", "digits5k")
+MODELS = ("fc", "lenet300", "lenet5", "conv2", "conv4", "conv6")
+OPTIMIZERS = ("sgd", "adam")
+RESETS = ("init", "rewind")
+CONTROLS = ("reinit", "random_mask")
+PRUNE_SCOPES = ("layerwise", "global")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class ConfigError(ValueError):
+    """A user mistake: names the field, the value given and what is allowed."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str):
+        super().__init__(f"{field_name}={value!r} is not allowed: expected {allowed}")
+        self.field_name = field_name
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """Hyperparameters of a model as Frankle & Carbin (2019) train and prune it."""
+
+    optimizer: str
+    lr: float
+    batch_size: int
+    prune_rate: float  # fully connected layers, fraction of surviving weights per round
+    prune_rate_conv: float
+
+
+MODEL_DEFAULTS = {
+    "fc": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
+    "lenet300": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
+    "lenet5": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
+    "conv2": ModelDefaults("adam", 2e-4, 60, 0.2, 0.1),
+    "conv4": ModelDefaults("adam", 3e-4, 60, 0.2, 0.1),
+    "conv6": ModelDefaults("adam", 3e-4, 60, 0.2, 0.15),
+}
+
+# Fields that do not change any number a run produces: they are left out of the run's
+# identity, so adding seeds, rounds or controls to a finished run resumes it.
+NON_IDENTITY_FIELDS = (
+    "name",
+    "seeds",
+    "rounds",
+    "controls",
+    "device",
+    "quiet",
+    "data_root",
+    "exp_root",
+    "model_root",
+)
+
+
+def _help(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One lottery-ticket experiment: data, model, training, pruning and where results go."""
+
+    name: str = _help("results folder under exp_root", "imp")
+    dataset: str = _help("one of " + ", ".join(DATASETS), "fashionmnist")
+    model: str = _help("one of " + ", ".join(MODELS), "lenet300")
+    n_layers: int = _help("hidden layers of the 'fc' model", 2)
+    n_neurons: int = _help("units per hidden layer of the 'fc' model", 300)
+    optimizer: str | None = _help("sgd or adam; None takes the model's default", None)
+    lr: float | None = _help("learning rate; None takes the model's default", None)
+    momentum: float = _help("SGD momentum (ignored by Adam)", 0.9)
+    batch_size: int | None = _help("examples per step; None takes the model's default", None)
+    epochs: int | None = _help("training epochs per round (unless iterations is set)", 3)
+    iterations: int | None = _help("training steps per round; overrides epochs when set", None)
+    rounds: int = _help("pruning rounds after the dense round 0", 10)
+    prune_rate: float | None = _help("fraction of surviving fully connected weights pruned per round", None)
+    prune_rate_conv: float | None = _help("the same for conv layers; None takes the model's default", None)
+    prune_rate_output: float | None = _help("the same for the output layer; None is half of prune_rate", None)
+    prune_scope: str = _help("layerwise (each layer its own rate) or global (one threshold)", "layerwise")
+    prune_biases: bool = _help("prune biases with their layer's rate too", False)
+    reset: str = _help("init (back to theta_0) or rewind (to the weights at rewind_iteration)", "init")
+    rewind_iteration: int = _help("training step whose weights reset='rewind' goes back to", 0)
+    controls: tuple[str, ...] = _help("controls trained at each pruned round: reinit, random_mask", ("reinit",))
+    seeds: tuple[int, ...] = _help("one IMP run per seed", (0,))
+    num_train: int | None = _help("class-stratified training subset size; None uses the whole pool", None)
+    val_size: int | None = _help(
+        "validation examples carved from the training pool; None: 5,000 (10% of small pools)", None
+    )
+    eval_every: int = _help("iterations between validation/test evaluations (0: only at the end)", 100)
+    device: str = _help("auto, cpu, cuda or mps", "auto")
+    data_root: str | None = _help("dataset folder; None: $LTH_DATA_ROOT or data/", None)
+    exp_root: str = _help("where results go", "exp_result")
+    model_root: str = _help("where tickets go", "model_save")
+    quiet: bool = _help("hide progress bars", False)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
+        """Build from plain data (YAML, JSON, CLI), rejecting unknown keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(key, values[key], "a known key: " + ", ".join(sorted(known)))
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def resolved(self) -> ExperimentConfig:
+        """A copy with every None hyperparameter replaced by the model's default."""
+        defaults = MODEL_DEFAULTS[self.model]
+        prune_rate = self.prune_rate if self.prune_rate is not None else defaults.prune_rate
+        return dataclasses.replace(
+            self,
+            optimizer=self.optimizer or defaults.optimizer,
+            lr=self.lr if self.lr is not None else defaults.lr,
+            batch_size=self.batch_size or defaults.batch_size,
+            prune_rate=prune_rate,
+            prune_rate_conv=self.prune_rate_conv if self.prune_rate_conv is not None else defaults.prune_rate_conv,
+            prune_rate_output=self.prune_rate_output if self.prune_rate_output is not None else prune_rate / 2,
+            epochs=None if self.iterations is not None else self.epochs,
+        )
+
+    def identity(self) -> dict[str, Any]:
+        """The resolved fields that determine the numbers a run produces."""
+        values = self.resolved().to_dict()
+        for key in NON_IDENTITY_FIELDS:
+            values.pop(key)
+        if self.model != "fc":
+            values.pop("n_layers")
+            values.pop("n_neurons")
+        return values
+
+    def run_id(self, source: str | None = None) -> str:
+        """Readable name plus a short hash of `identity()`: the same config, the same folder.
+
+        `source` is the run id of the tickets an evaluation trains; it joins the hash.
+        """
+        identity = {**self.identity(), "source": source}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+        model = f"fc{self.n_layers}x{self.n_neurons}" if self.model == "fc" else self.model
+        role = "" if source is None else "eval-"
+        return f"{model}-{self.dataset}-{self.resolved().optimizer}-{role}{digest}"
+
+
+def _check_type(name: str, value: Any, kind: type, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        article = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+        raise ConfigError(name, value, article[kind.__name__] + (" or null" if optional else ""))
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...], optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value not in allowed:
+        raise ConfigError(name, value, "one of " + ", ".join(allowed))
+
+
+def _check_positive(name: str, value: Any, optional: bool = False) -> None:
+    _check_type(name, value, int, optional)
+    if value is not None and value < 1:
+        raise ConfigError(name, value, "a positive integer")
+
+
+def _check_rate(name: str, value: Any, optional: bool = True) -> None:
+    _check_type(name, value, float, optional)
+    if value is not None and not 0 < value < 1:
+        raise ConfigError(name, value, "a fraction strictly between 0 and 1")
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Raise ConfigError for the first field that is out of its allowed range."""
+    for name in ("name", "exp_root", "model_root"):
+        _check_type(name, getattr(config, name), str)
+        if not getattr(config, name):
+            raise ConfigError(name, getattr(config, name), "a non-empty string")
+    if "/" in config.name or config.name.startswith("."):
+        raise ConfigError("name", config.name, "a folder name without '/' or a leading '.'")
+    _check_choice("dataset", config.dataset, DATASETS)
+    _check_choice("model", config.model, MODELS)
+    _check_choice("optimizer", config.optimizer, OPTIMIZERS, optional=True)
+    _check_choice("prune_scope", config.prune_scope, PRUNE_SCOPES)
+    _check_choice("reset", config.reset, RESETS)
+    _check_choice("device", config.device, DEVICES)
+    for name in ("n_layers", "n_neurons", "rounds"):
+        _check_positive(name, getattr(config, name))
+    for name in ("batch_size", "epochs", "iterations", "num_train", "val_size"):
+        _check_positive(name, getattr(config, name), optional=True)
+    if config.epochs is None and config.iterations is None:
+        raise ConfigError("epochs", None, "a positive integer when iterations is not set")
+    for name in ("prune_rate", "prune_rate_conv", "prune_rate_output"):
+        _check_rate(name, getattr(config, name))
+    _check_type("lr", config.lr, float, optional=True)
+    if config.lr is not None and not config.lr > 0:
+        raise ConfigError("lr", config.lr, "a positive number")
+    _check_type("momentum", config.momentum, float)
+    if not 0 <= config.momentum < 1:
+        raise ConfigError("momentum", config.momentum, "a number in [0, 1)")
+    for name in ("prune_biases", "quiet"):
+        _check_type(name, getattr(config, name), bool)
+    for name in ("eval_every", "rewind_iteration"):
+        _check_type(name, getattr(config, name), int)
+        if getattr(config, name) < 0:
+            raise ConfigError(name, getattr(config, name), "a non-negative integer")
+    if config.reset == "rewind" and config.rewind_iteration < 1:
+        raise ConfigError("rewind_iteration", config.rewind_iteration, "a positive step when reset='rewind'")
+    if not isinstance(config.controls, tuple) or any(c not in CONTROLS for c in config.controls):
+        raise ConfigError("controls", config.controls, "a list drawn from " + ", ".join(CONTROLS))
+    if (
+        not isinstance(config.seeds, tuple)
+        or not config.seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in config.seeds)
+    ):
+        raise ConfigError("seeds", config.seeds, "a non-empty list of non-negative integers")
+    if len(set(config.seeds)) != len(config.seeds):
+        raise ConfigError("seeds", config.seeds, "distinct seeds")
+    _check_type("data_root", config.data_root, str, optional=True)

@@ -1,0 +1,249 @@
+"""Datasets as normalized in-memory tensors, with offline sources and seeded stratified splits.
+
+`load_dataset` returns the whole train and test sets of a named dataset; `make_splits` carves a
+validation set and a training subset from the training pool. Training reads batches as index
+slices of these tensors: no per-image transforms on the training path.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+
+from lthutils.config import ConfigError
+from lthutils.results import write_atomic
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_DIGITS_PNG = Path("/usr/share/doc/opencv-doc/examples/data/digits.png")
+SOURCE_FILE = "SOURCE"  # beside torchvision's raw/ folder: where that copy came from
+DIGITS_SPLIT_SEED = 0  # digits5k's fixed train/test split
+
+
+class DatasetUnavailableError(ConfigError):
+    """No source of a dataset works here; the message says how to get it."""
+
+    def __init__(self, name: str, how: str):
+        ValueError.__init__(self, f"dataset={name!r} is not available here: {how}")
+        self.field_name = "dataset"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A whole dataset in memory: images normalized with the training set's mean and std."""
+
+    name: str
+    source: str
+    train_images: torch.Tensor  # (N, 1, 28, 28) float32
+    train_labels: torch.Tensor  # (N,) int64
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    mean: float
+    std: float
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.train_labels.max()) + 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_images.shape[1:])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test tensors for one run, on one device."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+    def to(self, device: torch.device) -> Splits:
+        return Splits(*(t.to(device) for t in self.__dict__.values()))
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The dataset folder: the argument, else $LTH_DATA_ROOT, else data/ in the repository."""
+    return Path(root or os.environ.get("LTH_DATA_ROOT") or REPO_ROOT / "data")
+
+
+def default_val_size(pool_size: int) -> int:
+    """5,000 validation examples as Frankle & Carbin, or 10% of a pool under 50,000."""
+    return 5000 if pool_size >= 50_000 else pool_size // 10
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
+    """Load a named dataset (mnist, fashionmnist, digits5k), fetching it if needed.
+
+    mnist and fashionmnist come through torchvision: an existing copy under the root, else a
+    download, else (fashionmnist) Debian's dataset-fashion-mnist. digits5k comes from Debian's
+    opencv-doc. Raises ConfigError, saying how to get the data, when no source works.
+    """
+    root = data_root(root)
+    if name == "digits5k":
+        images, labels, source = _digits5k_images()
+        train, test = _digits5k_split(labels)
+        return _normalized(name, source, images[train], labels[train], images[test], labels[test])
+    if name == "fashionmnist":
+        tv_class, debian = torchvision.datasets.FashionMNIST, DEBIAN_FASHION_MNIST
+    elif name == "mnist":
+        tv_class, debian = torchvision.datasets.MNIST, None
+    else:
+        raise ConfigError("dataset", name, "one of mnist, fashionmnist, digits5k")
+    train, test, source = _torchvision_sets(tv_class, root, debian)
+    return _normalized(
+        name,
+        source,
+        train.data.unsqueeze(1).float() / 255,
+        train.targets.long(),
+        test.data.unsqueeze(1).float() / 255,
+        test.targets.long(),
+    )
+
+
+def _normalized(name, source, train_images, train_labels, test_images, test_labels) -> Dataset:
+    mean, std = train_images.mean().item(), train_images.std().item()
+    return Dataset(
+        name=name,
+        source=source,
+        train_images=(train_images - mean) / std,
+        train_labels=train_labels,
+        test_images=(test_images - mean) / std,
+        test_labels=test_labels,
+        mean=mean,
+        std=std,
+    )
+
+
+def _torchvision_sets(tv_class, root: Path, debian: Path | None):
+    folder = root / tv_class.__name__
+    try:
+        sets = tv_class(root, train=True), tv_class(root, train=False)
+        source_file = folder / SOURCE_FILE
+        return *sets, source_file.read_text().strip() if source_file.exists() else f"local copy in {folder}"
+    except RuntimeError:
+        pass  # no usable copy yet
+    try:
+        sets = tv_class(root, train=True, download=True), tv_class(root, train=False, download=True)
+        write_atomic(folder / SOURCE_FILE, b"torchvision download\n")
+        return *sets, "torchvision download"
+    except (RuntimeError, OSError) as download_error:
+        if debian is None or not debian.is_dir():
+            raise DatasetUnavailableError(
+                tv_class.__name__.lower(),
+                _how_to_get(tv_class, folder, debian) + f" (download failed: {_last_line(download_error)})",
+            ) from download_error
+    for gz in sorted(debian.glob("*-ubyte.gz")):
+        with gzip.open(gz) as f:
+            write_atomic(folder / "raw" / gz.name[: -len(".gz")], f.read())
+    source = f"debian:dataset-fashion-mnist ({debian})"
+    write_atomic(folder / SOURCE_FILE, (source + "\n").encode())
+    return tv_class(root, train=True), tv_class(root, train=False), source
+
+
+def _how_to_get(tv_class, folder: Path, debian: Path | None) -> str:
+    where = f"it needs network access for torchvision's download, or the four IDX files in {folder / 'raw'}"
+    if debian is not None:
+        where += " or Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist)"
+    if tv_class is torchvision.datasets.MNIST:
+        where += "; offline, dataset 'digits5k' has 5,000 real MNIST digits"
+    return where
+
+
+def _last_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[-1]
+
+
+def _digits5k_images() -> tuple[torch.Tensor, torch.Tensor, str]:
+    """digits.png: 50 rows x 100 columns of 20x20 digits, five rows per class 0..9."""
+    if not DEBIAN_DIGITS_PNG.exists():
+        raise DatasetUnavailableError("digits5k", f"it needs {DEBIAN_DIGITS_PNG}: apt-get install opencv-doc")
+    sheet = np.asarray(Image.open(DEBIAN_DIGITS_PNG).convert("L"))
+    cells = sheet.reshape(50, 20, 100, 20).transpose(0, 2, 1, 3).reshape(5000, 20, 20)
+    images = torch.zeros(5000, 1, 28, 28)
+    images[:, 0, 4:24, 4:24] = torch.from_numpy(cells.copy()).float() / 255
+    labels = torch.arange(10).repeat_interleave(500)
+    return images, labels, f"debian:opencv-doc ({DEBIAN_DIGITS_PNG})"
+
+
+def _digits5k_split(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(DIGITS_SPLIT_SEED)
+    train = stratified_indices(labels, 4000, generator)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[train] = False
+    return train, keep.nonzero().squeeze(1)
+
+
+def stratified_indices(labels: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` sorted indices drawn at random with each class in proportion to `labels`.
+
+    Per-class quotas are exact: floors of the proportional shares, the remainder going to the
+    classes with the largest fractional parts (lowest class first on ties).
+    """
+    classes, class_counts = labels.unique(return_counts=True)
+    shares = class_counts.double() * count / len(labels)
+    quotas = shares.floor().long()
+    remainder = count - int(quotas.sum())
+    order = sorted(range(len(classes)), key=lambda i: (-(shares[i] - quotas[i]).item(), i))
+    for i in order[:remainder]:
+        quotas[i] += 1
+    chosen = []
+    for cls, quota in zip(classes, quotas):
+        members = (labels == cls).nonzero().squeeze(1)
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:quota]])
+    return torch.cat(chosen).sort().values
+
+
+def split_indices(
+    dataset: Dataset, num_train: int | None, val_size: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and validation indices into the training pool (see make_splits)."""
+    labels = dataset.train_labels
+    pool = len(labels)
+    val_size = default_val_size(pool) if val_size is None else val_size
+    if val_size >= pool:
+        raise ConfigError("val_size", val_size, f"fewer than the {pool} training examples of {dataset.name}")
+    generator = torch.Generator().manual_seed(seed)
+    val = stratified_indices(labels, val_size, generator)
+    rest = torch.ones(pool, dtype=torch.bool)
+    rest[val] = False
+    rest = rest.nonzero().squeeze(1)
+    if num_train is not None:
+        if num_train > len(rest):
+            raise ConfigError(
+                "num_train",
+                num_train,
+                f"at most {len(rest)} ({dataset.name} has {pool} training examples, {val_size} kept for validation)",
+            )
+        rest = rest[stratified_indices(labels[rest], num_train, generator)]
+    return rest, val
+
+
+def make_splits(dataset: Dataset, num_train: int | None, val_size: int | None, seed: int) -> Splits:
+    """Carve a stratified validation set, then a stratified training subset, from the pool.
+
+    Both are drawn with `seed`, the validation set first, so it does not depend on num_train.
+    num_train=None trains on the whole pool less the validation set (val_size=None: 5,000, or
+    10% of a pool under 50,000).
+    """
+    train, val = split_indices(dataset, num_train, val_size, seed)
+    return Splits(
+        dataset.train_images[train],
+        dataset.train_labels[train],
+        dataset.train_images[val],
+        dataset.train_labels[val],
+        dataset.test_images,
+        dataset.test_labels,
+    )

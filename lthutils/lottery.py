@@ -1,0 +1,197 @@
+"""Iterative magnitude pruning: the ticket trunk and the reinit / random-mask branches.
+
+Round 0 trains the dense network from theta_0. After round r, the trained weights are pruned and
+the survivors reset to theta_0 (`reset='init'`) or to the weights after `rewind_iteration`
+steps of round 0 (`reset='rewind'`): that mask and those weights are the ticket of round r+1,
+saved before it is trained, so a rerun resumes after the last finished round. Controls branch
+off each pruned round: `reinit` trains the same mask from a fresh random init, `random_mask` a
+random mask with the same per-layer counts from the ticket's weights. All kinds of one round
+see the same data order.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lthutils.config import ConfigError, ExperimentConfig
+from lthutils.data import Splits
+from lthutils.models import initialize
+from lthutils.pruning import (
+    Mask,
+    layer_rates,
+    prune_global,
+    prune_layerwise,
+    random_mask,
+)
+from lthutils.results import RunStore, load_tensors, save_tensors
+from lthutils.training import TrainResult, train
+
+KINDS = ("ticket", "reinit", "random_mask")
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from any parts (a run seed, a round, a role)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little") >> 1
+
+
+def fresh_weights(template: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """Initial weights for `template`'s architecture drawn from `seed` (template untouched)."""
+    model = copy.deepcopy(template).cpu()
+    initialize(model, seed)
+    return model.state_dict()
+
+
+@dataclass
+class Ticket:
+    """A mask and the dense weights its survivors start from (theta_0 or the rewind state)."""
+
+    mask: Mask
+    weights: dict[str, torch.Tensor]
+    seed: int
+    round: int
+
+    def save(self, path: Path, run_id: str) -> None:
+        content = {"mask": {k: v.bool() for k, v in self.mask.items()}, "weights": self.weights}
+        save_tensors(path, {**content, "seed": self.seed, "round": self.round, "run_id": run_id})
+
+    @classmethod
+    def load(cls, path: Path) -> Ticket:
+        content = load_tensors(path)
+        try:
+            return cls(Mask(content["mask"]), content["weights"], int(content["seed"]), int(content["round"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError("ticket", str(path), f"an lthutils ticket file ({error})") from error
+
+    def model(self, template: nn.Module) -> nn.Module:
+        """A copy of `template` holding this ticket's weights, pruned ones zeroed."""
+        self.mask.check_fits(template)
+        model = copy.deepcopy(template).cpu()
+        try:
+            model.load_state_dict(self.weights)
+        except RuntimeError as error:
+            raise ConfigError("ticket", f"seed {self.seed} round {self.round}", "weights that fit the model") from error
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name, m in self.mask.items():
+                params[name].mul_(m)
+        return model
+
+    def variant(self, kind: str, template: nn.Module) -> Ticket:
+        """The ticket itself, or its reinit / random-mask control (seeded by seed and round)."""
+        if kind == "ticket":
+            return self
+        if kind == "reinit":
+            return Ticket(
+                self.mask, fresh_weights(template, derive_seed(self.seed, self.round, kind)), self.seed, self.round
+            )
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.round, kind))
+        return Ticket(random_mask(self.mask, generator), self.weights, self.seed, self.round)
+
+
+def next_mask(model: nn.Module, mask: Mask, config: ExperimentConfig) -> Mask:
+    """Prune the trained `model`'s weights under `mask` by the config's scope and rates."""
+    weights = {name: p for name, p in model.named_parameters() if name in mask}
+    if config.prune_scope == "global":
+        return prune_global(weights, mask, config.prune_rate)
+    rates = layer_rates(model, mask, config.prune_rate, config.prune_rate_conv, config.prune_rate_output)
+    return prune_layerwise(weights, mask, rates)
+
+
+def train_ticket(
+    ticket: Ticket,
+    template: nn.Module,
+    splits: Splits,
+    config: ExperimentConfig,
+    device: torch.device,
+    kind: str,
+    rewind_iteration: int | None = None,
+) -> tuple[nn.Module, TrainResult]:
+    """Train the ticket (already turned into its `kind` variant) on `splits`."""
+    model = ticket.model(template).to(device)
+    result = train(
+        model,
+        ticket.mask,
+        splits,
+        config,
+        data_seed=derive_seed(ticket.seed, ticket.round, "data"),
+        rewind_iteration=rewind_iteration,
+        description=f"seed {ticket.seed} round {ticket.round} {kind}",
+    )
+    return model, result
+
+
+def result_row(
+    config: ExperimentConfig, ticket: Ticket, kind: str, result: TrainResult, num_train: int
+) -> dict[str, Any]:
+    """One tidy results.csv row (run_id is added by the store)."""
+    return {
+        "seed": ticket.seed,
+        "round": ticket.round,
+        "weights_remaining": ticket.mask.weights_remaining(),
+        "kind": kind,
+        "dataset": config.dataset,
+        "optimizer": config.optimizer,
+        "model": config.model,
+        "num_train": num_train,
+        "test_acc": result.test_acc,
+        "val_loss": result.val_loss,
+        "early_stop_iter": result.early_stop_iter,
+        "test_acc_at_early_stop": result.test_acc_at_early_stop,
+        "nonzero_weights": result.nonzero_weights,
+        "train_iterations": result.iterations,
+        "train_seconds": result.train_seconds,
+    }
+
+
+def kinds_at(round_index: int, controls: tuple[str, ...]) -> list[str]:
+    """Round 0 is the dense network: its controls would be dense networks too, so none run."""
+    return ["ticket"] + (list(controls) if round_index > 0 else [])
+
+
+def run_imp(
+    config: ExperimentConfig, store: RunStore, splits: Splits, template: nn.Module, seed: int, device: torch.device
+) -> None:
+    """IMP for one seed, resuming after the last round whose rows and next ticket exist."""
+    done = store.done()
+    num_train = len(splits.train_labels)
+    todo = [r for r in range(config.rounds + 1) if any((seed, r, k) not in done for k in kinds_at(r, config.controls))]
+    if not todo:
+        return
+    start = todo[0]
+    while start > 0 and not store.ticket_path(seed, start).exists():
+        start -= 1
+    if start == 0:
+        theta_0 = fresh_weights(template, derive_seed(seed, "init"))
+        ticket = Ticket(Mask.ones(template, config.prune_biases), theta_0, seed, 0)
+        ticket.save(store.ticket_path(seed, 0), store.run_id)
+    else:
+        ticket = Ticket.load(store.ticket_path(seed, start))
+    for round_index in range(start, config.rounds + 1):
+        next_path = store.ticket_path(seed, round_index + 1)
+        has_next = round_index < config.rounds
+        if (seed, round_index, "ticket") not in done or (has_next and not next_path.exists()):
+            rewinding = round_index == 0 and config.reset == "rewind"
+            model, result = train_ticket(
+                ticket, template, splits, config, device, "ticket", config.rewind_iteration if rewinding else None
+            )
+            if has_next:
+                reset_to = result.rewind_state if rewinding else ticket.weights
+                Ticket(next_mask(model.cpu(), ticket.mask, config), reset_to, seed, round_index + 1).save(
+                    next_path, store.run_id
+                )
+            if (seed, round_index, "ticket") not in done:
+                store.append(result_row(config, ticket, "ticket", result, num_train))
+        for kind in kinds_at(round_index, config.controls)[1:]:
+            if (seed, round_index, kind) not in done:
+                variant = ticket.variant(kind, template)
+                _, result = train_ticket(variant, template, splits, config, device, kind)
+                store.append(result_row(config, variant, kind, result, num_train))
+        if has_next:
+            ticket = Ticket.load(next_path)

@@ -1,0 +1,157 @@
+"""The masked training loop.
+
+Pruned weights stay exactly zero: gradients are masked before every optimizer step (so SGD's
+momentum and Adam's moments stay zero there) and weights after it. After training, every masked
+entry is checked for non-zero pruned weights, so a leak can never pass silently.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from lthutils.config import ConfigError, ExperimentConfig
+from lthutils.data import Splits
+from lthutils.pruning import Mask
+
+EVAL_BATCH_SIZE = 2000
+
+
+@dataclass
+class TrainResult:
+    """What one training run measured. Accuracies are fractions; iterations count steps."""
+
+    test_acc: float
+    val_loss: float
+    early_stop_iter: int
+    test_acc_at_early_stop: float
+    iterations: int
+    train_seconds: float
+    nonzero_weights: int
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # (iteration, val_loss, test_acc)
+    rewind_state: dict[str, torch.Tensor] | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[name]:
+        raise ConfigError("device", name, "an available device: " + ", ".join(d for d, ok in available.items() if ok))
+    return torch.device(name)
+
+
+def total_iterations(config: ExperimentConfig, num_train: int) -> int:
+    """Steps per training run: `iterations`, or `epochs` passes of ceil(num_train / batch) steps."""
+    if config.iterations is not None:
+        return config.iterations
+    return config.epochs * math.ceil(num_train / config.batch_size)
+
+
+def make_optimizer(params: list[nn.Parameter], config: ExperimentConfig) -> torch.optim.Optimizer:
+    """A fresh fused optimizer (fused Adam avoids the slow sqrt of exact zeros at pruned weights)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, fused=True)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, fused=True)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy (fraction) over a whole split."""
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device, dtype=torch.long)
+    for start in range(0, len(labels), EVAL_BATCH_SIZE):
+        logits = model(images[start : start + EVAL_BATCH_SIZE])
+        target = labels[start : start + EVAL_BATCH_SIZE]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+    return loss_sum.item() / len(labels), correct.item() / len(labels)
+
+
+def train(
+    model: nn.Module,
+    mask: Mask,
+    splits: Splits,
+    config: ExperimentConfig,
+    data_seed: int,
+    rewind_iteration: int | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Train `model` in place under `mask` on `splits` (all on the model's device).
+
+    `config` must be resolved. The data order comes from `data_seed` alone. Validation loss and
+    test accuracy are measured every `config.eval_every` steps and at the end; the early-stopping
+    iteration is the one of least validation loss. With `rewind_iteration`, the weights after
+    that many steps are returned as `rewind_state`.
+    """
+    params = dict(model.named_parameters())
+    masked = [params[name] for name in mask]
+    masks = [m.to(masked[i].device) for i, m in enumerate(mask.values())]
+    with torch.no_grad():
+        torch._foreach_mul_(masked, masks)
+    optimizer = make_optimizer(list(params.values()), config)
+    num_train = len(splits.train_labels)
+    iterations = total_iterations(config, num_train)
+    generator = torch.Generator().manual_seed(data_seed)
+    result = TrainResult(math.nan, math.nan, 0, math.nan, iterations, 0.0, 0)
+    best_val_loss = math.inf
+
+    def record(step: int) -> None:
+        nonlocal best_val_loss
+        val_loss, _ = evaluate(model, splits.val_images, splits.val_labels)
+        _, test_acc = evaluate(model, splits.test_images, splits.test_labels)
+        result.history.append((step, val_loss, test_acc))
+        if val_loss < best_val_loss:
+            best_val_loss = val_loss
+            result.early_stop_iter, result.test_acc_at_early_stop = step, test_acc
+        result.val_loss, result.test_acc = val_loss, test_acc
+
+    started = time.perf_counter()
+    step = 0
+    with tqdm(total=iterations, desc=description, disable=config.quiet, leave=False, mininterval=1.0) as bar:
+        while step < iterations:
+            order = torch.randperm(num_train, generator=generator).to(splits.train_images.device)
+            for start in range(0, num_train, config.batch_size):
+                batch = order[start : start + config.batch_size]
+                loss = F.cross_entropy(model(splits.train_images[batch]), splits.train_labels[batch])
+                optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                with torch.no_grad():
+                    torch._foreach_mul_([p.grad for p in masked], masks)
+                    optimizer.step()
+                    torch._foreach_mul_(masked, masks)
+                step += 1
+                bar.update()
+                if step == rewind_iteration:
+                    result.rewind_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                if (config.eval_every and step % config.eval_every == 0) or step == iterations:
+                    record(step)
+                if step == iterations:
+                    break
+    result.train_seconds = time.perf_counter() - started
+    result.nonzero_weights = check_mask_holds(model, mask)
+    return result
+
+
+def check_mask_holds(model: nn.Module, mask: Mask) -> int:
+    """Non-zero masked weights; raises RuntimeError if any pruned weight is non-zero."""
+    params = dict(model.named_parameters())
+    nonzero = 0
+    for name, m in mask.items():
+        weight = params[name].detach()
+        leaked = int(((weight != 0) & (m.to(weight.device) == 0)).sum())
+        if leaked:
+            raise RuntimeError(f"mask leak: {leaked} pruned weights of {name} are non-zero after training")
+        nonzero += int((weight != 0).sum())
+    return nonzero

@@ -1,0 +1,90 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from lthutils.__main__ import main
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "lthutils", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_imp_then_evaluate_then_summarize(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flags = [
+        "--num-train",
+        "300",
+        "--val-size",
+        "200",
+        "--epochs",
+        "1",
+        "--rounds",
+        "1",
+        "--eval-every",
+        "5",
+        "--quiet",
+    ]
+    assert main(["imp", "--name", "cli", "--rate", "0.5", "--seeds", "2", *flags]) == 0
+    out = capsys.readouterr().out
+    folder = next((tmp_path / "exp_result" / "cli").iterdir())
+    frame = pd.read_csv(folder / "results.csv")
+    assert sorted(zip(frame["seed"], frame["round"], frame["kind"])) == [
+        (0, 0, "ticket"),
+        (0, 1, "reinit"),
+        (0, 1, "ticket"),
+        (1, 0, "ticket"),
+        (1, 1, "reinit"),
+        (1, 1, "ticket"),
+    ]
+    assert f"results: exp_result/cli/{folder.name}/results.csv" in out
+    assert "| ticket acc at early stop (%)" in out and "| 50.1 " in out  # 50% of fc weights, 25% of output
+    tickets = tmp_path / "model_save" / folder.name
+    assert main(["evaluate", str(tickets), "--name", "to-digits", "--dataset", "digits5k", *flags]) == 0
+    assert "reinit final acc (%)" in capsys.readouterr().out
+    assert main(["summarize", str(folder)]) == 0
+    assert capsys.readouterr().out.count("\n") == 4  # header, rule, two rounds
+
+
+def test_config_file_with_flags_on_top(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.yaml").write_text(
+        "name: fromfile\nnum_train: 200\nval_size: 100\nepochs: 1\nrounds: 1\ncontrols: []\nquiet: true\n"
+    )
+    assert main(["imp", "--config", "q.yaml", "--model", "fc", "--n-neurons", "20", "--n-layers", "1"]) == 0
+    frame = pd.read_csv(next((tmp_path / "exp_result" / "fromfile").iterdir()) / "results.csv")
+    assert list(frame["kind"]) == ["ticket", "ticket"] and set(frame["model"]) == {"fc"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["imp", "--rate", "1.5"],
+            "error: prune_rate=1.5 is not allowed: expected a fraction strictly between 0 and 1",
+        ),
+        (["imp", "--dataset", "imagenet"], "error: dataset='imagenet' is not allowed: expected one of mnist"),
+        (["imp", "--seeds", "0"], "error: seeds=0 is not allowed: expected a positive number of seeds"),
+        (["imp", "--controls", "reinit,bogus"], "error: controls=('reinit', 'bogus') is not allowed"),
+        (["imp", "--num-train", "100000"], "error: num_train=100000 is not allowed: expected at most 55000"),
+        (
+            ["imp", "--config", "missing.yaml"],
+            "error: --config='missing.yaml' is not allowed: expected a readable YAML file",
+        ),
+        (["imp", "--config", "list.yaml"], "error: --config='list.yaml' is not allowed: expected a YAML mapping"),
+        (["imp", "--config", "broken.yaml"], "error: --config='broken.yaml' is not allowed: expected valid YAML"),
+        (["imp", "--config", "unknown.yaml"], "error: rate=0.2 is not allowed: expected a known key"),
+        (["evaluate", "nowhere"], "error: tickets='nowhere' is not allowed: expected a ticket folder"),
+        (["summarize", "nowhere"], "error: results='nowhere' is not allowed: expected an existing results.csv"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
+    (tmp_path / "unknown.yaml").write_text("rate: 0.2\n")
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "exp_result").exists() and not (tmp_path / "model_save").exists()

@@ -1,0 +1,145 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from lthutils.config import ConfigError, ExperimentConfig
+from lthutils.experiments import _legacy_config, evalIntegration, evaluate_tickets, expIntegration, find_tickets
+
+
+def replace(config, **changes):
+    return ExperimentConfig(**{**config.__dict__, **changes})
+
+
+def test_transfer_to_another_dataset_with_controls(tiny):
+    tickets = find_tickets(tiny)
+    target = replace(tiny, name="transfer", dataset="digits5k", num_train=400, controls=("reinit",))
+    folder = evaluate_tickets(tickets, target)
+    frame = pd.read_csv(folder / "results.csv")
+    assert list(zip(frame["round"], frame["kind"])) == [
+        (0, "ticket"),
+        (1, "ticket"),
+        (1, "reinit"),
+        (2, "ticket"),
+        (2, "reinit"),
+    ]
+    assert set(frame["dataset"]) == {"digits5k"} and set(frame["num_train"]) == {400}
+    assert set(frame["source_dataset"]) == {"fashionmnist"} and set(frame["source_num_train"]) == {300}
+    assert set(frame["source_run_id"]) == {tiny.run_id()}
+    assert (frame["test_acc"] > 0.2).all()
+    source = pd.read_csv(f"{tiny.exp_root}/tiny/{tiny.run_id()}/results.csv")
+    merged = frame.merge(source, on=["round", "kind"], suffixes=("", "_source"))
+    assert (merged["weights_remaining"] == merged["weights_remaining_source"]).all()  # same masks
+    assert folder.name.startswith("lenet300-digits5k-adam-eval-")
+
+
+def test_transfer_to_another_optimizer_resumes(tiny):
+    tickets = find_tickets(tiny)
+    target = replace(tiny, name="sgd", optimizer="sgd", lr=0.05, rounds=1, controls=())
+    folder = evaluate_tickets(tickets, target)
+    first = pd.read_csv(folder / "results.csv")
+    assert list(first["kind"]) == ["ticket", "ticket"] and set(first["source_optimizer"]) == {"adam"}
+    assert evaluate_tickets(tickets, replace(target, rounds=2)) == folder  # same folder, extended
+    extended = pd.read_csv(folder / "results.csv")
+    assert len(extended) == 3
+    pd.testing.assert_frame_equal(extended.iloc[:2], first)
+
+
+def test_transfer_refuses_tickets_that_do_not_fit(tiny, tmp_path):
+    tickets = find_tickets(replace(tiny, rounds=1, controls=()))
+    with pytest.raises(ConfigError, match=r"^tickets='1.weight of shape \(300, 784\)'"):
+        evaluate_tickets(tickets, replace(tiny, model="lenet5", name="conv", rounds=1))
+    with pytest.raises(ConfigError, match="rounds=2 .*round 2 of seed 0 is missing"):
+        evaluate_tickets(tickets, tiny)
+    with pytest.raises(ConfigError, match="seeds=7"):
+        evaluate_tickets(tickets, replace(tiny, seeds=(7,), rounds=1))
+    with pytest.raises(ConfigError, match="tickets=.*made by find_tickets"):
+        evaluate_tickets(tmp_path, tiny)
+    assert not (tmp_path / "exp_result" / "conv").exists()
+
+
+def test_bad_inputs_fail_before_anything_is_written(tiny, tmp_path):
+    for bad in (
+        replace(tiny, num_train=60000),
+        replace(tiny, reset="rewind", rewind_iteration=10_000),
+        replace(tiny, val_size=60000),
+    ):
+        with pytest.raises(ConfigError):
+            find_tickets(bad)
+    assert not (tmp_path / "exp_result").exists() and not (tmp_path / "model_save").exists()
+
+
+def test_legacy_api_runs_unchanged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = dict(
+        n_classes=10,
+        n_epochs_train=1,
+        n_epochs_iterative_prune=1,
+        num_train=200,
+        random_seed=0,
+        reinit=True,
+        batch_size=20,
+        model_type="fc",
+        dataset_type="fashionmnist",
+        n_layers=1,
+        n_neurons=50,
+        lr=0.01,
+        pr=20,
+        momentum=0.9,
+        device="cpu",
+    )
+    tickets = expIntegration(**args)
+    assert tickets.startswith("model_save/fc1x50-fashionmnist-sgd-")
+    source = json.loads((tmp_path / tickets / "source.json").read_text())["config"]
+    assert (source["prune_rate"], source["prune_rate_output"], source["rounds"], source["epochs"]) == (0.2, 0.2, 1, 1)
+    frame = evalIntegration(**{**args, "num_train": 500, "reinit": False}, tickets_path=tickets)
+    assert list(zip(frame["round"], frame["kind"])) == [(0, "ticket"), (1, "ticket")]
+    assert set(frame["num_train"]) == {500} and set(frame["source_num_train"]) == {200}
+    assert (frame["test_acc"] > 0.5).all()
+    assert _legacy_config(**{**args, "num_train": 60000}, optimizer="sgd", name="x").num_train is None  # all
+    with pytest.raises(ConfigError, match="pr=120"):
+        expIntegration(**{**args, "pr": 120})
+    with pytest.raises(ConfigError, match="model_type='vgg'"):
+        expIntegration(**{**args, "model_type": "vgg"})
+    with pytest.raises(ConfigError, match="n_classes=100"):
+        expIntegration(**{**args, "n_classes": 100})
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny, tmp_path):
+    config = replace(tiny, rounds=6, num_train=1000, eval_every=10, controls=("reinit",))
+    script = (
+        "import json, sys; from lthutils.config import ExperimentConfig; from lthutils.experiments import find_tickets;"
+        "find_tickets(ExperimentConfig.from_dict(json.loads(sys.argv[1])))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, json.dumps(config.to_dict())])
+    results = tmp_path / "exp_result" / "tiny" / config.run_id() / "results.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (results.exists() and len(pd.read_csv(results)) >= 4):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    before = pd.read_csv(results)
+    assert 4 <= len(before) < 13
+    tickets = tmp_path / "model_save" / config.run_id() / "seed0"
+    saved = {p.name: p.stat().st_mtime_ns for p in tickets.iterdir()}
+    done_rounds = set(before[before.kind == "ticket"]["round"])
+    find_tickets(config)
+    after = pd.read_csv(results)
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # finished rows kept as they were
+    for name, mtime in saved.items():
+        if int(name[5:-3]) - 1 in done_rounds:
+            assert (tickets / name).stat().st_mtime_ns == mtime, f"{name} was recomputed"
+    straight = replace(config, exp_root=str(tmp_path / "straight"), model_root=str(tmp_path / "straight_models"))
+    find_tickets(straight)
+    reference = pd.read_csv(tmp_path / "straight" / "tiny" / config.run_id() / "results.csv")
+    cols = ["seed", "round", "kind", "weights_remaining", "test_acc", "val_loss", "early_stop_iter", "nonzero_weights"]
+    key = ["round", "kind"]
+    pd.testing.assert_frame_equal(
+        after[cols].sort_values(key).reset_index(drop=True), reference[cols].sort_values(key).reset_index(drop=True)
+    )
+    assert not list(tmp_path.rglob("*.tmp"))

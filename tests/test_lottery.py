@@ -1,0 +1,110 @@
+import pandas as pd
+import pytest
+import torch
+
+from lthutils.config import ExperimentConfig
+from lthutils.experiments import find_tickets
+from lthutils.lottery import Ticket, derive_seed, fresh_weights, next_mask
+from lthutils.models import build_model
+from lthutils.pruning import Mask
+
+
+@pytest.fixture
+def template():
+    return build_model(ExperimentConfig(), (1, 28, 28), 10, seed=0)
+
+
+def results_of(config):
+    return pd.read_csv(f"{config.exp_root}/{config.name}/{config.run_id()}/results.csv")
+
+
+def test_imp_writes_every_round_and_kind(tiny):
+    tickets = find_tickets(tiny)
+    frame = results_of(tiny)
+    assert list(zip(frame["round"], frame["kind"])) == [
+        (0, "ticket"),
+        (1, "ticket"),
+        (1, "reinit"),
+        (1, "random_mask"),
+        (2, "ticket"),
+        (2, "reinit"),
+        (2, "random_mask"),
+    ]
+    remaining = frame.groupby("round")["weights_remaining"].first()
+    expected_r1 = (235200 - round(0.2 * 235200) + 30000 - 6000 + 1000 - 100) / 266200
+    assert remaining[0] == 1.0 and remaining[1] == pytest.approx(expected_r1)
+    assert (frame.groupby("round")["weights_remaining"].nunique() == 1).all()  # controls share the counts
+    assert (frame["test_acc"] > 0.3).all()  # 300 real images, one epoch: well above chance (0.1)
+    assert sorted(p.name for p in (tickets / "seed0").iterdir()) == ["round0.pt", "round1.pt", "round2.pt"]
+    folder = tickets.parent.parent / "exp_result" / "tiny" / tiny.run_id()
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "provenance.json", "results.csv"]
+
+
+def test_init_reset_restores_theta_0_on_survivors(tiny):
+    tickets = find_tickets(tiny)
+    round0 = Ticket.load(tickets / "seed0" / "round0.pt")
+    for round_index in (1, 2):
+        ticket = Ticket.load(tickets / "seed0" / f"round{round_index}.pt")
+        assert ticket.mask.weights_remaining() < 1
+        for name, weight in ticket.weights.items():
+            assert torch.equal(weight, round0.weights[name])  # theta_0 itself, not trained weights
+        model = ticket.model(build_model(tiny.resolved(), (1, 28, 28), 10, seed=0))
+        for name, param in model.named_parameters():
+            if name in ticket.mask:
+                assert torch.equal(param, round0.weights[name] * ticket.mask[name])
+
+
+def test_rewind_reset_goes_back_to_step_k(tiny):
+    config = ExperimentConfig(
+        **{**tiny.__dict__, "reset": "rewind", "rewind_iteration": 2, "rounds": 1, "controls": ()}
+    )
+    tickets = find_tickets(config)
+    theta_0 = Ticket.load(tickets / "seed0" / "round0.pt").weights
+    rewound = Ticket.load(tickets / "seed0" / "round1.pt").weights
+    assert not torch.equal(rewound["1.weight"], theta_0["1.weight"])
+    assert (rewound["1.weight"] - theta_0["1.weight"]).abs().max() < 0.05  # two small Adam steps away
+
+
+def test_reinit_keeps_mask_changes_values(template):
+    mask = Mask({name: (torch.rand_like(m) < 0.3).float() for name, m in Mask.ones(template).items()})
+    ticket = Ticket(mask, fresh_weights(template, 1), seed=0, round=1)
+    reinit = ticket.variant("reinit", template)
+    assert reinit.mask is ticket.mask
+    assert not torch.equal(reinit.weights["1.weight"], ticket.weights["1.weight"])
+    assert reinit.weights["1.weight"].std().item() == pytest.approx(ticket.weights["1.weight"].std().item(), rel=0.02)
+    assert torch.equal(reinit.weights["1.weight"], ticket.variant("reinit", template).weights["1.weight"])
+    shuffled = ticket.variant("random_mask", template)
+    assert shuffled.mask.alive() == mask.alive() and shuffled.weights is ticket.weights
+    assert not torch.equal(shuffled.mask["1.weight"], mask["1.weight"])
+
+
+def test_same_seed_same_masks_and_accuracies(tiny, tmp_path):
+    first = find_tickets(tiny)
+    again = ExperimentConfig(**{**tiny.__dict__, "exp_root": str(tmp_path / "b"), "model_root": str(tmp_path / "c")})
+    second = find_tickets(again)
+    cols = ["round", "kind", "weights_remaining", "test_acc", "val_loss", "early_stop_iter", "nonzero_weights"]
+    pd.testing.assert_frame_equal(results_of(tiny)[cols], results_of(again)[cols])
+    for round_index in (1, 2):
+        a = Ticket.load(first / "seed0" / f"round{round_index}.pt").mask
+        b = Ticket.load(second / "seed0" / f"round{round_index}.pt").mask
+        assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_seeds_differ(tiny):
+    find_tickets(ExperimentConfig(**{**tiny.__dict__, "seeds": (0, 1), "rounds": 1, "controls": ()}))
+    frame = results_of(tiny)
+    assert sorted(frame["seed"]) == [0, 0, 1, 1]
+    assert frame[frame.seed == 0]["val_loss"].tolist() != frame[frame.seed == 1]["val_loss"].tolist()
+
+
+def test_next_mask_uses_the_trained_weights(template):
+    config = ExperimentConfig(prune_scope="global", prune_rate=0.5).resolved()
+    mask = next_mask(template, Mask.ones(template), config)
+    assert sum(mask.alive().values()) == 266200 - 133100
+    layerwise = next_mask(template, Mask.ones(template), ExperimentConfig().resolved())
+    assert layerwise.alive() == {"1.weight": 188160, "3.weight": 24000, "5.weight": 900}
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    assert derive_seed(0, 1, "reinit") == derive_seed(0, 1, "reinit")
+    assert len({derive_seed(s, r, k) for s in range(3) for r in range(5) for k in ("reinit", "data")}) == 30

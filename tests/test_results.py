@@ -1,0 +1,50 @@
+import json
+
+import pandas as pd
+
+from lthutils.results import RunStore, provenance, summarize, write_atomic, write_json
+
+
+def test_atomic_write_replaces_whole_files(tmp_path):
+    target = tmp_path / "sub" / "file.txt"
+    write_atomic(target, b"first")
+    write_atomic(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_store_appends_rows_with_run_id_and_knows_what_is_done(tmp_path):
+    store = RunStore(tmp_path / "exp", "name", "run-1", tmp_path / "models")
+    assert store.done() == set()
+    store.append({"seed": 0, "round": 0, "kind": "ticket", "test_acc": 0.5})
+    store.append({"seed": 0, "round": 1, "kind": "reinit", "test_acc": 0.25})
+    assert store.done() == {(0, 0, "ticket"), (0, 1, "reinit")}
+    frame = pd.read_csv(tmp_path / "exp" / "name" / "run-1" / "results.csv")
+    assert list(frame["run_id"]) == ["run-1", "run-1"] and list(frame["test_acc"]) == [0.5, 0.25]
+    assert store.ticket_path(2, 3) == tmp_path / "models" / "run-1" / "seed2" / "round3.pt"
+
+
+def test_summary_averages_over_seeds(tmp_path):
+    rows = [
+        {"seed": s, "round": r, "kind": k, "weights_remaining": 1 - 0.2 * r, "test_acc": a, "test_acc_at_early_stop": a}
+        for s, r, k, a in [
+            (0, 0, "ticket", 0.8),
+            (1, 0, "ticket", 0.9),
+            (0, 1, "ticket", 0.7),
+            (1, 1, "ticket", 0.9),
+            (0, 1, "reinit", 0.5),
+            (1, 1, "reinit", 0.6),
+        ]
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    lines = summarize(tmp_path / "results.csv").splitlines()
+    assert "85.00 ± 7.07" in lines[2] and "100.0" in lines[2]
+    assert "80.00 ± 14.14" in lines[3] and "55.00 ± 7.07" in lines[3] and "80.0" in lines[3]
+
+
+def test_provenance_names_versions_source_and_commit(tmp_path):
+    record = provenance("debian:dataset-fashion-mnist", "cpu")
+    assert record["packages"]["torch"][0].isdigit() and record["dataset_source"].startswith("debian:")
+    assert record["device"] == "cpu" and record["git_commit"]
+    write_json(tmp_path / "p.json", record)
+    assert json.loads((tmp_path / "p.json").read_text()) == record
