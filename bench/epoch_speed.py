@@ -94,7 +94,11 @@ def main() -> None:
         "torch": torch.__version__,
         "task": "LeNet-300-100, Fashion-MNIST 55,000 images, batch 60, Adam, 50% masks, one epoch",
         "variants": {
-            name: {"seconds_per_epoch": statistics.median(values), "all": values, "speedup": baseline / statistics.median(values)}
+            name: {
+                "seconds_per_epoch": statistics.median(values),
+                "all": values,
+                "speedup": baseline / statistics.median(values),
+            }
             for name, values in times.items()
         },
     }

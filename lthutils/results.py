@@ -146,4 +146,24 @@ def summarize(path: Path) -> str:
             )
             table[f"{kind} {label}"] = text
     table["seeds"] = frame.groupby("round")["seed"].nunique()
-    return table.fillna("").reset_index().to_markdown(index=False, disable_numparse=True)
+    markdown = table.fillna("").reset_index().to_markdown(index=False, disable_numparse=True)
+    return markdown + _margins(frame)
+
+
+def _margins(frame: pd.DataFrame) -> str:
+    """A sentence on the sparsest round: the ticket's mean margin over each control and round 0."""
+    means = 100 * frame.groupby(["round", "kind"])[["test_acc_at_early_stop", "test_acc"]].mean()
+    last = int(frame["round"].max())
+    if last == 0 or (last, "ticket") not in means.index:
+        return ""
+    ticket = means.loc[(last, "ticket")]
+    others = [(kind, means.loc[(last, kind)]) for kind in ("reinit", "random_mask") if (last, kind) in means.index]
+    if (0, "ticket") in means.index:
+        others.append(("the dense network (round 0)", means.loc[(0, "ticket")]))
+    remaining = 100 * frame.loc[frame["round"] == last, "weights_remaining"].iloc[0]
+    early, end = ticket.iloc[0], ticket.iloc[1]
+    parts = [
+        f"{name}: {early - other.iloc[0]:+.2f} points at early stop, {end - other.iloc[1]:+.2f} at the end"
+        for name, other in others
+    ]
+    return f"\n\nTickets at round {last} ({remaining:.1f}% of weights remaining) against " + "; ".join(parts) + "."

@@ -97,7 +97,7 @@ def train(
     """
     params = dict(model.named_parameters())
     masked = [params[name] for name in mask]
-    masks = [m.to(masked[i].device) for i, m in enumerate(mask.values())]
+    masks = [m.to(p.device) for p, m in zip(masked, mask.values())]
     with torch.no_grad():
         torch._foreach_mul_(masked, masks)
     optimizer = make_optimizer(list(params.values()), config)

@@ -40,6 +40,10 @@ def test_summary_averages_over_seeds(tmp_path):
     lines = summarize(tmp_path / "results.csv").splitlines()
     assert "85.00 ± 7.07" in lines[2] and "100.0" in lines[2]
     assert "80.00 ± 14.14" in lines[3] and "55.00 ± 7.07" in lines[3] and "80.0" in lines[3]
+    assert lines[-1] == (
+        "Tickets at round 1 (80.0% of weights remaining) against reinit: +25.00 points at early stop,"
+        " +25.00 at the end; the dense network (round 0): -5.00 points at early stop, -5.00 at the end."
+    )
 
 
 def test_provenance_names_versions_source_and_commit(tmp_path):

@@ -1,0 +1,1 @@
+"""lthutils: a study kit for the Lottery Ticket Hypothesis (see README.md)."""
