@@ -9,7 +9,7 @@ DEBIAN_DATA := /usr/share/datasets/fashion-mnist /usr/share/doc/opencv-doc/examp
 .PHONY: setup data-packages data study test lint bench
 
 $(STAMP): requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .

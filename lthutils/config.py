@@ -7,6 +7,7 @@ one-line message names the field, the value and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -28,6 +29,12 @@ class ConfigError(ValueError):
     def __init__(self, field_name: str, value: Any, allowed: str):
         super().__init__(f"{field_name}={value!r} is not allowed: expected {allowed}")
         self.field_name = field_name
+
+    def located(self, where: str) -> ConfigError:
+        """The same error with its message prefixed by where the value came from (a file)."""
+        error = copy.copy(self)
+        error.args = (f"{where}: {self}",)
+        return error
 
 
 @dataclass(frozen=True)
@@ -125,14 +132,19 @@ class ExperimentConfig:
         """A copy with every None hyperparameter replaced by the model's default."""
         defaults = MODEL_DEFAULTS[self.model]
         prune_rate = self.prune_rate if self.prune_rate is not None else defaults.prune_rate
+        layerwise = self.prune_scope == "layerwise"  # global pruning has one rate for all layers
         return dataclasses.replace(
             self,
             optimizer=self.optimizer or defaults.optimizer,
             lr=self.lr if self.lr is not None else defaults.lr,
             batch_size=self.batch_size or defaults.batch_size,
             prune_rate=prune_rate,
-            prune_rate_conv=self.prune_rate_conv if self.prune_rate_conv is not None else defaults.prune_rate_conv,
-            prune_rate_output=self.prune_rate_output if self.prune_rate_output is not None else prune_rate / 2,
+            prune_rate_conv=self.prune_rate_conv
+            if self.prune_rate_conv is not None or not layerwise
+            else defaults.prune_rate_conv,
+            prune_rate_output=self.prune_rate_output
+            if self.prune_rate_output is not None or not layerwise
+            else prune_rate / 2,
             epochs=None if self.iterations is not None else self.epochs,
         )
 
@@ -153,9 +165,13 @@ class ExperimentConfig:
         """
         identity = {**self.identity(), "source": source}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-        model = f"fc{self.n_layers}x{self.n_neurons}" if self.model == "fc" else self.model
         role = "" if source is None else "eval-"
-        return f"{model}-{self.dataset}-{self.resolved().optimizer}-{role}{digest}"
+        return f"{self.architecture}-{self.dataset}-{self.resolved().optimizer}-{role}{digest}"
+
+    @property
+    def architecture(self) -> str:
+        """The model's name, with its shape for 'fc': fc<n_layers>x<n_neurons>."""
+        return f"fc{self.n_layers}x{self.n_neurons}" if self.model == "fc" else self.model
 
 
 def _check_type(name: str, value: Any, kind: type, optional: bool = False) -> None:
@@ -222,6 +238,10 @@ def validate(config: ExperimentConfig) -> None:
         _check_type(name, getattr(config, name), int)
         if getattr(config, name) < 0:
             raise ConfigError(name, getattr(config, name), "a non-negative integer")
+    if config.prune_scope == "global":
+        for name in ("prune_rate_conv", "prune_rate_output"):
+            if getattr(config, name) is not None:
+                raise ConfigError(name, getattr(config, name), "null with prune_scope='global' (one rate: prune_rate)")
     if config.reset == "rewind" and config.rewind_iteration < 1:
         raise ConfigError("rewind_iteration", config.rewind_iteration, "a positive step when reset='rewind'")
     if not isinstance(config.controls, tuple) or any(c not in CONTROLS for c in config.controls):

@@ -7,6 +7,7 @@ slices of these tensors: no per-image transforms on the training path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import os
@@ -24,7 +25,7 @@ from lthutils.results import write_atomic
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_DIGITS_PNG = Path("/usr/share/doc/opencv-doc/examples/data/digits.png")
-SOURCE_FILE = "SOURCE"  # beside torchvision's raw/ folder: where that copy came from
+COPY_SOURCE_FILE = "SOURCE"  # beside torchvision's raw/ folder: where that copy came from
 DIGITS_SPLIT_SEED = 0  # digits5k's fixed train/test split
 
 
@@ -32,8 +33,8 @@ class DatasetUnavailableError(ConfigError):
     """No source of a dataset works here; the message says how to get it."""
 
     def __init__(self, name: str, how: str):
-        ValueError.__init__(self, f"dataset={name!r} is not available here: {how}")
-        self.field_name = "dataset"
+        super().__init__("dataset", name, how)
+        self.args = (f"dataset={name!r} is not available here: {how}",)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Splits:
     test_labels: torch.Tensor
 
     def to(self, device: torch.device) -> Splits:
-        return Splits(*(t.to(device) for t in self.__dict__.values()))
+        return Splits(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -83,15 +84,19 @@ def default_val_size(pool_size: int) -> int:
     return 5000 if pool_size >= 50_000 else pool_size // 10
 
 
-@functools.lru_cache(maxsize=4)
 def load_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
     """Load a named dataset (mnist, fashionmnist, digits5k), fetching it if needed.
 
     mnist and fashionmnist come through torchvision: an existing copy under the root, else a
     download, else (fashionmnist) Debian's dataset-fashion-mnist. digits5k comes from Debian's
-    opencv-doc. Raises ConfigError, saying how to get the data, when no source works.
+    opencv-doc. Raises ConfigError, saying how to get the data, when no source works. Loaded
+    datasets are cached per process (see clear_dataset_cache).
     """
-    root = data_root(root)
+    return _load_dataset(name, data_root(root))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset(name: str, root: Path) -> Dataset:
     if name == "digits5k":
         images, labels, source = _digits5k_images()
         train, test = _digits5k_split(labels)
@@ -131,13 +136,13 @@ def _torchvision_sets(tv_class, root: Path, debian: Path | None):
     folder = root / tv_class.__name__
     try:
         sets = tv_class(root, train=True), tv_class(root, train=False)
-        source_file = folder / SOURCE_FILE
+        source_file = folder / COPY_SOURCE_FILE
         return *sets, source_file.read_text().strip() if source_file.exists() else f"local copy in {folder}"
     except RuntimeError:
         pass  # no usable copy yet
     try:
         sets = tv_class(root, train=True, download=True), tv_class(root, train=False, download=True)
-        write_atomic(folder / SOURCE_FILE, b"torchvision download\n")
+        write_atomic(folder / COPY_SOURCE_FILE, b"torchvision download\n")
         return *sets, "torchvision download"
     except (RuntimeError, OSError) as download_error:
         if debian is None or not debian.is_dir():
@@ -149,7 +154,7 @@ def _torchvision_sets(tv_class, root: Path, debian: Path | None):
         with gzip.open(gz) as f:
             write_atomic(folder / "raw" / gz.name[: -len(".gz")], f.read())
     source = f"debian:dataset-fashion-mnist ({debian})"
-    write_atomic(folder / SOURCE_FILE, (source + "\n").encode())
+    write_atomic(folder / COPY_SOURCE_FILE, (source + "\n").encode())
     return tv_class(root, train=True), tv_class(root, train=False), source
 
 
@@ -247,3 +252,8 @@ def make_splits(dataset: Dataset, num_train: int | None, val_size: int | None, s
         dataset.test_images,
         dataset.test_labels,
     )
+
+
+def clear_dataset_cache() -> None:
+    """Forget the datasets loaded in this process (after the files under the data root change)."""
+    _load_dataset.cache_clear()

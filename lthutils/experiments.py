@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from lthutils.config import ConfigError, ExperimentConfig
-from lthutils.data import Dataset, load_dataset, make_splits
-from lthutils.lottery import Ticket, kinds_at, result_row, run_imp, train_ticket
+from lthutils.data import Dataset, load_dataset, make_splits, split_indices
+from lthutils.lottery import Ticket, kinds_at, run_imp, train_kinds
 from lthutils.models import build_model
-from lthutils.results import RunStore, provenance, write_json
+from lthutils.results import RunStore, provenance, remove_stale_temporaries, write_json
 from lthutils.training import resolve_device, total_iterations
 
 SOURCE_FILE = "source.json"  # in a ticket folder: the config that found the tickets
@@ -45,7 +45,7 @@ def prepare(config: ExperimentConfig) -> Setting:
     config = config.resolved()
     device = resolve_device(config.device)
     dataset = load_dataset(config.dataset, config.data_root)
-    num_train = len(make_splits(dataset, config.num_train, config.val_size, config.seeds[0]).train_labels)
+    num_train = len(split_indices(dataset, config.num_train, config.val_size, config.seeds[0])[0])
     if config.reset == "rewind" and config.rewind_iteration >= total_iterations(config, num_train):
         raise ConfigError(
             "rewind_iteration",
@@ -57,6 +57,7 @@ def prepare(config: ExperimentConfig) -> Setting:
 
 
 def _start_run(setting: Setting, store: RunStore) -> None:
+    remove_stale_temporaries(store.dir, store.ticket_dir)
     write_json(store.dir / "config.json", setting.config.to_dict())
     write_json(store.dir / "provenance.json", provenance(setting.dataset.source, str(setting.device)))
 
@@ -100,13 +101,14 @@ def evaluate_tickets(tickets: str | Path, config: ExperimentConfig) -> Path:
     config = setting.config
     for seed in config.seeds:
         for round_index in range(config.rounds + 1):
-            if not (tickets / f"seed{seed}" / f"round{round_index}.pt").is_file():
+            path = tickets / f"seed{seed}" / f"round{round_index}.pt"
+            if not path.is_file():
                 raise ConfigError(
-                    "rounds" if (tickets / f"seed{seed}").is_dir() else "seeds",
-                    config.rounds if (tickets / f"seed{seed}").is_dir() else seed,
+                    "rounds" if path.parent.is_dir() else "seeds",
+                    config.rounds if path.parent.is_dir() else seed,
                     f"a seed and round found in {tickets} (round {round_index} of seed {seed} is missing)",
                 )
-    Ticket.load(tickets / f"seed{config.seeds[0]}" / "round0.pt").mask.check_fits(setting.template, "tickets")
+            Ticket.load(path).model(setting.template)  # readable and fits: checked before any training
     source_id = tickets.name
     store = RunStore(config.exp_root, config.name, config.run_id(source=source_id), config.model_root)
     _start_run(setting, store)
@@ -116,18 +118,12 @@ def evaluate_tickets(tickets: str | Path, config: ExperimentConfig) -> Path:
         "source_optimizer": source.resolved().optimizer,
         "source_num_train": source_num_train,
     }
-    done = store.done()
     for seed in config.seeds:
         splits = setting.splits(seed)
         for round_index in range(config.rounds + 1):
+            kinds = kinds_at(round_index, config.controls)
             ticket = Ticket.load(tickets / f"seed{seed}" / f"round{round_index}.pt")
-            for kind in kinds_at(round_index, config.controls):
-                if (seed, round_index, kind) in done:
-                    continue
-                variant = ticket.variant(kind, setting.template)
-                _, result = train_ticket(variant, setting.template, splits, config, setting.device, kind)
-                row = result_row(config, variant, kind, result, len(splits.train_labels))
-                store.append({**row, **source_columns})
+            train_kinds(ticket, kinds, setting.template, splits, config, setting.device, store, source_columns)
     return store.dir
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,6 @@ from lthutils.pruning import (
 )
 from lthutils.results import RunStore, load_tensors, save_tensors
 from lthutils.training import TrainResult, train
-
-KINDS = ("ticket", "reinit", "random_mask")
 
 
 def derive_seed(*parts: Any) -> int:
@@ -138,16 +137,38 @@ def result_row(
         "kind": kind,
         "dataset": config.dataset,
         "optimizer": config.optimizer,
-        "model": config.model,
+        "model": config.architecture,
         "num_train": num_train,
         "test_acc": result.test_acc,
         "val_loss": result.val_loss,
         "early_stop_iter": result.early_stop_iter,
         "test_acc_at_early_stop": result.test_acc_at_early_stop,
         "nonzero_weights": result.nonzero_weights,
+        "nonzero_by_layer": json.dumps(result.nonzero_by_layer, sort_keys=True),
         "train_iterations": result.iterations,
+        "train_examples": result.examples,
         "train_seconds": result.train_seconds,
     }
+
+
+def train_kinds(
+    ticket: Ticket,
+    kinds: list[str],
+    template: nn.Module,
+    splits: Splits,
+    config: ExperimentConfig,
+    device: torch.device,
+    store: RunStore,
+    extra_columns: dict[str, Any] | None = None,
+) -> None:
+    """Train each kind of `ticket` whose row is not in the store yet, appending its row."""
+    done = store.done()
+    for kind in kinds:
+        if (ticket.seed, ticket.round, kind) not in done:
+            variant = ticket.variant(kind, template)
+            _, result = train_ticket(variant, template, splits, config, device, kind)
+            row = result_row(config, variant, kind, result, len(splits.train_labels))
+            store.append({**row, **(extra_columns or {})})
 
 
 def kinds_at(round_index: int, controls: tuple[str, ...]) -> list[str]:
@@ -188,10 +209,6 @@ def run_imp(
                 )
             if (seed, round_index, "ticket") not in done:
                 store.append(result_row(config, ticket, "ticket", result, num_train))
-        for kind in kinds_at(round_index, config.controls)[1:]:
-            if (seed, round_index, kind) not in done:
-                variant = ticket.variant(kind, template)
-                _, result = train_ticket(variant, template, splits, config, device, kind)
-                store.append(result_row(config, variant, kind, result, num_train))
+        train_kinds(ticket, kinds_at(round_index, config.controls)[1:], template, splits, config, device, store)
         if has_next:
             ticket = Ticket.load(next_path)

@@ -21,12 +21,17 @@ class Mask(dict):
     def __init__(self, tensors: dict[str, torch.Tensor]):
         super().__init__()
         for name, tensor in tensors.items():
-            if not isinstance(tensor, torch.Tensor):
-                raise TypeError(f"mask entry {name} is a {type(tensor).__name__}, not a tensor")
-            values = tensor.float()
-            if not bool(((values == 0) | (values == 1)).all()):
-                raise ValueError(f"mask entry {name} holds values other than 0 and 1")
-            self[name] = values
+            self[name] = tensor
+
+    def __setitem__(self, name: str, tensor: torch.Tensor) -> None:
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"mask entry {name} is a {type(tensor).__name__}, not a tensor")
+        if name in self and tensor.shape != self[name].shape:
+            raise ValueError(f"mask entry {name} has shape {tuple(tensor.shape)}, not {tuple(self[name].shape)}")
+        values = tensor.float()
+        if not bool(((values == 0) | (values == 1)).all()):
+            raise ValueError(f"mask entry {name} holds values other than 0 and 1")
+        super().__setitem__(name, values)
 
     @classmethod
     def ones(cls, model: nn.Module, prune_biases: bool = False) -> Mask:

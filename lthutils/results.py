@@ -38,17 +38,37 @@ RESULT_COLUMNS = [
     "test_acc_at_early_stop",
     "nonzero_weights",
     "train_iterations",
+    "train_examples",
     "train_seconds",
 ]
-SOURCE_COLUMNS = ["source_run_id", "source_dataset", "source_optimizer", "source_num_train"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
+    """Write `data` to `path` through a temporary file, fsync and a rename (mode as umask allows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        f.write(data)
+        try:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            os.chmod(f.name, 0o666 & ~_umask())
+        except BaseException:
+            os.unlink(f.name)
+            raise
     os.replace(f.name, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(*folders: Path) -> None:
+    """Delete temporary files a killed write_atomic left behind (they were never renamed into place)."""
+    for folder in folders:
+        for stale in Path(folder).rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -62,15 +82,16 @@ def save_tensors(path: Path, value: dict[str, Any]) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def load_tensors(path: Path, what: str = "ticket") -> dict[str, Any]:
+def load_tensors(path: Path) -> dict[str, Any]:
     """torch.load with weights_only=True: a file that would run code is refused."""
     if not path.is_file():
-        raise ConfigError(what, str(path), "an existing ticket file")
+        raise ConfigError("ticket", str(path), "an existing ticket file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigError(what, str(path), f"a readable lthutils ticket ({message})") from error
+        raise ConfigError(
+            "ticket", str(path), "a ticket file torch can read with weights_only=True (this one is corrupt or unsafe)"
+        ) from error
 
 
 class RunStore:

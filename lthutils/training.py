@@ -1,7 +1,8 @@
 """The masked training loop.
 
-Pruned weights stay exactly zero: gradients are masked before every optimizer step (so SGD's
-momentum and Adam's moments stay zero there) and weights after it. After training, every masked
+Pruned weights stay exactly zero: weights are masked once before training and gradients before
+every optimizer step, so SGD's momentum and Adam's moments stay exactly zero at pruned positions
+and their updates there are exactly zero (no weight decay is used). After training, every masked
 entry is checked for non-zero pruned weights, so a leak can never pass silently.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: visible in papermill logs and in notebooks alike
 
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Splits
@@ -32,8 +33,10 @@ class TrainResult:
     early_stop_iter: int
     test_acc_at_early_stop: float
     iterations: int
+    examples: int  # training examples processed (an example seen twice counts twice)
     train_seconds: float
     nonzero_weights: int
+    nonzero_by_layer: dict[str, int] = field(default_factory=dict)
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (iteration, val_loss, test_acc)
     rewind_state: dict[str, torch.Tensor] | None = None
 
@@ -87,24 +90,26 @@ def train(
     data_seed: int,
     rewind_iteration: int | None = None,
     description: str = "train",
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> TrainResult:
     """Train `model` in place under `mask` on `splits` (all on the model's device).
 
     `config` must be resolved. The data order comes from `data_seed` alone. Validation loss and
     test accuracy are measured every `config.eval_every` steps and at the end; the early-stopping
     iteration is the one of least validation loss. With `rewind_iteration`, the weights after
-    that many steps are returned as `rewind_state`.
+    that many steps are returned as `rewind_state`. `optimizer` defaults to a fresh one
+    (make_optimizer); pass one to inspect its state afterwards.
     """
     params = dict(model.named_parameters())
     masked = [params[name] for name in mask]
     masks = [m.to(p.device) for p, m in zip(masked, mask.values())]
     with torch.no_grad():
         torch._foreach_mul_(masked, masks)
-    optimizer = make_optimizer(list(params.values()), config)
+    optimizer = optimizer or make_optimizer(list(params.values()), config)
     num_train = len(splits.train_labels)
     iterations = total_iterations(config, num_train)
     generator = torch.Generator().manual_seed(data_seed)
-    result = TrainResult(math.nan, math.nan, 0, math.nan, iterations, 0.0, 0)
+    result = TrainResult(math.nan, math.nan, 0, math.nan, iterations, 0, 0.0, 0)
     best_val_loss = math.inf
 
     def record(step: int) -> None:
@@ -130,8 +135,8 @@ def train(
                 with torch.no_grad():
                     torch._foreach_mul_([p.grad for p in masked], masks)
                     optimizer.step()
-                    torch._foreach_mul_(masked, masks)
                 step += 1
+                result.examples += len(batch)
                 bar.update()
                 if step == rewind_iteration:
                     result.rewind_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -140,18 +145,19 @@ def train(
                 if step == iterations:
                     break
     result.train_seconds = time.perf_counter() - started
-    result.nonzero_weights = check_mask_holds(model, mask)
+    result.nonzero_by_layer = check_mask_holds(model, mask)
+    result.nonzero_weights = sum(result.nonzero_by_layer.values())
     return result
 
 
-def check_mask_holds(model: nn.Module, mask: Mask) -> int:
-    """Non-zero masked weights; raises RuntimeError if any pruned weight is non-zero."""
+def check_mask_holds(model: nn.Module, mask: Mask) -> dict[str, int]:
+    """Non-zero weights per masked entry; raises RuntimeError if any pruned weight is non-zero."""
     params = dict(model.named_parameters())
-    nonzero = 0
+    nonzero = {}
     for name, m in mask.items():
         weight = params[name].detach()
         leaked = int(((weight != 0) & (m.to(weight.device) == 0)).sum())
         if leaked:
             raise RuntimeError(f"mask leak: {leaked} pruned weights of {name} are non-zero after training")
-        nonzero += int((weight != 0).sum())
+        nonzero[name] = int((weight != 0).sum())
     return nonzero

@@ -56,7 +56,7 @@ def test_config_file_with_flags_on_top(tmp_path, capsys, monkeypatch):
     )
     assert main(["imp", "--config", "q.yaml", "--model", "fc", "--n-neurons", "20", "--n-layers", "1"]) == 0
     frame = pd.read_csv(next((tmp_path / "exp_result" / "fromfile").iterdir()) / "results.csv")
-    assert list(frame["kind"]) == ["ticket", "ticket"] and set(frame["model"]) == {"fc"}
+    assert list(frame["kind"]) == ["ticket", "ticket"] and set(frame["model"]) == {"fc1x20"}
 
 
 @pytest.mark.parametrize(

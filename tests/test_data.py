@@ -3,7 +3,14 @@ import torch
 import torchvision
 
 from lthutils.config import ConfigError
-from lthutils.data import DatasetUnavailableError, load_dataset, make_splits, split_indices, stratified_indices
+from lthutils.data import (
+    DatasetUnavailableError,
+    clear_dataset_cache,
+    load_dataset,
+    make_splits,
+    split_indices,
+    stratified_indices,
+)
 
 
 def test_fashion_mnist_is_the_real_dataset(fashion):
@@ -16,7 +23,7 @@ def test_fashion_mnist_is_the_real_dataset(fashion):
     # normalized with its own statistics
     assert fashion.train_images.mean().item() == pytest.approx(0.0, abs=1e-4)
     assert fashion.train_images.std().item() == pytest.approx(1.0, abs=1e-3)
-    assert fashion.source  # recorded
+    assert fashion.source.startswith(("debian:dataset-fashion-mnist", "torchvision download", "local copy"))
 
 
 def test_digits5k_is_padded_stratified_and_fixed(digits):
@@ -39,6 +46,11 @@ def test_stratified_indices_have_exact_class_counts(fashion):
         assert len(chosen) == count == len(chosen.unique())
         per_class = labels[chosen].bincount(minlength=10)
         assert per_class.max() - per_class.min() <= 1
+    unequal = torch.tensor([0] * 600 + [1] * 300 + [2] * 100)  # 60% / 30% / 10%
+    chosen = stratified_indices(unequal, 50, torch.Generator().manual_seed(0))
+    assert unequal[chosen].bincount().tolist() == [30, 15, 5]
+    chosen = stratified_indices(unequal, 7, torch.Generator().manual_seed(0))
+    assert unequal[chosen].bincount().tolist() == [4, 2, 1]  # 4.2, 2.1, 0.7: the remainder goes to class 2
     same = stratified_indices(labels, 100, torch.Generator().manual_seed(0))
     other = stratified_indices(labels, 100, torch.Generator().manual_seed(1))
     assert torch.equal(same, stratified_indices(labels, 100, torch.Generator().manual_seed(0)))
@@ -91,5 +103,5 @@ def test_fashion_falls_back_to_debian_package(tmp_path, monkeypatch):
     assert data.train_labels.bincount().tolist() == [6000] * 10
     assert (tmp_path / "FashionMNIST" / "SOURCE").read_text().startswith("debian:")
     assert not list((tmp_path / "FashionMNIST" / "raw").glob(".*"))  # no temporary files left
-    load_dataset.cache_clear()
+    clear_dataset_cache()
     assert load_dataset("fashionmnist", tmp_path).source == data.source  # the copy remembers its source

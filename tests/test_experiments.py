@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -51,7 +52,7 @@ def test_transfer_to_another_optimizer_resumes(tiny):
 
 def test_transfer_refuses_tickets_that_do_not_fit(tiny, tmp_path):
     tickets = find_tickets(replace(tiny, rounds=1, controls=()))
-    with pytest.raises(ConfigError, match=r"^tickets='1.weight of shape \(300, 784\)'"):
+    with pytest.raises(ConfigError, match=r"^ticket='1.weight of shape \(300, 784\)'"):
         evaluate_tickets(tickets, replace(tiny, model="lenet5", name="conv", rounds=1))
     with pytest.raises(ConfigError, match="rounds=2 .*round 2 of seed 0 is missing"):
         evaluate_tickets(tickets, tiny)
@@ -60,6 +61,16 @@ def test_transfer_refuses_tickets_that_do_not_fit(tiny, tmp_path):
     with pytest.raises(ConfigError, match="tickets=.*made by find_tickets"):
         evaluate_tickets(tmp_path, tiny)
     assert not (tmp_path / "exp_result" / "conv").exists()
+
+
+def test_a_corrupt_ticket_is_named_before_any_training(tiny):
+    tickets = find_tickets(replace(tiny, rounds=2, controls=()))
+    broken = tickets / "seed0" / "round2.pt"
+    broken.write_bytes(broken.read_bytes()[:500])  # truncated
+    target = replace(tiny, name="after", controls=())
+    with pytest.raises(ConfigError, match=f"^ticket='{broken}' is not allowed: .* corrupt or unsafe\\)$"):
+        evaluate_tickets(tickets, target)
+    assert not (Path(tiny.exp_root) / "after").exists()
 
 
 def test_bad_inputs_fail_before_anything_is_written(tiny, tmp_path):

@@ -1,3 +1,5 @@
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -12,6 +14,10 @@ from lthutils.pruning import Mask
 @pytest.fixture
 def template():
     return build_model(ExperimentConfig(), (1, 28, 28), 10, seed=0)
+
+
+def replace(config, **changes):
+    return ExperimentConfig(**{**config.__dict__, **changes})
 
 
 def results_of(config):
@@ -88,6 +94,29 @@ def test_same_seed_same_masks_and_accuracies(tiny, tmp_path):
         a = Ticket.load(first / "seed0" / f"round{round_index}.pt").mask
         b = Ticket.load(second / "seed0" / f"round{round_index}.pt").mask
         assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_more_rounds_later_equals_all_rounds_at_once(tiny, tmp_path):
+    cols = ["round", "kind", "weights_remaining", "test_acc", "val_loss", "early_stop_iter", "nonzero_by_layer"]
+    find_tickets(replace(tiny, rounds=1))
+    find_tickets(replace(tiny, rounds=3))
+    straight = replace(tiny, rounds=3, exp_root=str(tmp_path / "s"), model_root=str(tmp_path / "m"))
+    find_tickets(straight)
+    extended, reference = results_of(tiny), results_of(straight)
+    assert len(extended) == 1 + 3 * 3
+    pd.testing.assert_frame_equal(
+        extended[cols].sort_values(["round", "kind"]).reset_index(drop=True),
+        reference[cols].sort_values(["round", "kind"]).reset_index(drop=True),
+    )
+
+
+def test_rows_record_non_zero_weights_per_layer(tiny):
+    tickets = find_tickets(tiny)
+    frame = results_of(tiny)
+    for _, row in frame[frame.kind != "random_mask"].iterrows():
+        mask = Ticket.load(tickets / "seed0" / f"round{row['round']}.pt").mask
+        assert json.loads(row["nonzero_by_layer"]) == mask.alive()
+        assert row["nonzero_weights"] == sum(mask.alive().values())
 
 
 def test_seeds_differ(tiny):

@@ -1,8 +1,12 @@
 import json
+import os
 
 import pandas as pd
+import pytest
+import torch
 
-from lthutils.results import RunStore, provenance, summarize, write_atomic, write_json
+from lthutils.config import ConfigError
+from lthutils.results import RunStore, load_tensors, provenance, summarize, write_atomic, write_json
 
 
 def test_atomic_write_replaces_whole_files(tmp_path):
@@ -49,6 +53,23 @@ def test_summary_averages_over_seeds(tmp_path):
 def test_provenance_names_versions_source_and_commit(tmp_path):
     record = provenance("debian:dataset-fashion-mnist", "cpu")
     assert record["packages"]["torch"][0].isdigit() and record["dataset_source"].startswith("debian:")
-    assert record["device"] == "cpu" and record["git_commit"]
+    assert record["device"] == "cpu"
+    assert len(record["git_commit"]) == 40 and int(record["git_commit"], 16) >= 0  # the checkout's commit
     write_json(tmp_path / "p.json", record)
     assert json.loads((tmp_path / "p.json").read_text()) == record
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_file_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "code-ran"
+    torch.save({"mask": _RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(ConfigError, match="corrupt or unsafe"):
+        load_tensors(tmp_path / "evil.pt")
+    assert not marker.exists()

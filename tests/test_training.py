@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from lthutils.config import ExperimentConfig
+from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.lottery import Ticket, fresh_weights
 from lthutils.models import build_model
 from lthutils.pruning import Mask, prune_layerwise
@@ -16,20 +16,22 @@ def half_pruned(model):
     return prune_layerwise(weights, mask, {name: 0.5 for name in mask})
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_pruned_weights_stay_zero_and_get_no_optimizer_state(fashion_splits, optimizer):
-    config = ExperimentConfig(
-        optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3, iterations=200, eval_every=50, quiet=True
-    ).resolved()
+@pytest.mark.parametrize("optimizer_name", ["adam", "sgd"])
+def test_pruned_weights_stay_zero_and_get_no_optimizer_state(fashion_splits, optimizer_name):
+    lr = 0.05 if optimizer_name == "sgd" else 1e-3
+    config = ExperimentConfig(optimizer=optimizer_name, lr=lr, iterations=200, eval_every=50, quiet=True).resolved()
     model = build_model(config, (1, 28, 28), 10, seed=0)
     mask = half_pruned(model)
-    result = train(model, mask, fashion_splits, config, data_seed=0)
-    assert result.nonzero_weights == sum(mask.alive().values())  # survivors trained, none died
-    for name, param in model.named_parameters():
-        if name in mask:
-            assert torch.count_nonzero(param[mask[name] == 0]) == 0
-    optimizer_state = make_optimizer(list(model.parameters()), config)  # fresh each run
-    assert not optimizer_state.state
+    optimizer = make_optimizer(list(model.parameters()), config)
+    result = train(model, mask, fashion_splits, config, data_seed=0, optimizer=optimizer)
+    assert result.nonzero_by_layer == mask.alive()  # survivors trained and non-zero, pruned ones zero
+    params = dict(model.named_parameters())
+    for name, m in mask.items():
+        assert torch.count_nonzero(params[name][m == 0]) == 0
+        state = optimizer.state[params[name]]
+        for buffer in ("exp_avg", "exp_avg_sq") if isinstance(optimizer, torch.optim.Adam) else ("momentum_buffer",):
+            assert torch.count_nonzero(state[buffer][m == 0]) == 0, (name, buffer)
+            assert torch.count_nonzero(state[buffer][m == 1]) > 0.9 * m.sum(), (name, buffer)
     assert result.iterations == 200 and [h[0] for h in result.history] == [50, 100, 150, 200]
 
 
@@ -83,4 +85,8 @@ def test_a_leak_is_caught(fashion_splits):
 
 def test_device_resolution():
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device='cuda' is not allowed: expected an available device: cpu"):
+            resolve_device("cuda")
