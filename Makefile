@@ -13,6 +13,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	# the notebooks' kernel "python3" is this interpreter, registered inside .venv only (never user-wide)
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lthutils)" >/dev/null
 	touch $(STAMP)
 
 # Fashion-MNIST and digits5k offline: Debian's dataset-fashion-mnist and opencv-doc.
@@ -28,9 +30,10 @@ data: $(STAMP) data-packages
 
 setup: $(STAMP) data
 
-# The main job: LeNet-300-100 on Fashion-MNIST, 10 rounds of IMP, tickets and reinit, 3 seeds.
+# The main job: the four questions' notebooks with the quick parameters, then the HTML report.
 study: setup
-	$(PY) -m lthutils imp --model lenet300 --dataset fashionmnist --rounds 10 --rate 0.2 --epochs 3 --seeds 3
+	$(PY) -m lthutils run-all params/quick/
+	$(PY) -m lthutils report
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lthutils tests bench

@@ -14,7 +14,9 @@ import yaml
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import load_dataset
 from lthutils.experiments import evaluate_tickets, find_tickets
+from lthutils.report import build_report
 from lthutils.results import summarize
+from lthutils.runner import NotebookError, load_parameter_file, run, run_all
 
 # CLI flag -> config field, for the flags whose names differ from the field's.
 FLAG_FIELDS = {"rate": "prune_rate", "rate_conv": "prune_rate_conv", "rate_output": "prune_rate_output"}
@@ -90,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("results", type=Path, help="a run folder or its results.csv")
     data = commands.add_parser("data", help="fetch datasets and show where each comes from")
     data.add_argument("names", nargs="*", default=["fashionmnist", "digits5k"])
+    run_one = commands.add_parser("run", help="execute a question's notebook with papermill from a parameter file")
+    run_one.add_argument("parameter_file", type=Path, help="e.g. params/quick/q1.yaml")
+    run_folder = commands.add_parser("run-all", help="execute every parameter file of a folder")
+    run_folder.add_argument("folder", type=Path, help="e.g. params/quick/")
+    for notebook_command in (run_one, run_folder):
+        notebook_command.add_argument(
+            "--output-dir", type=Path, default=Path("exp_result/notebooks"), help="where executed notebooks go"
+        )
+    report = commands.add_parser("report", help="collect every results.csv into an HTML report")
+    report.add_argument("--exp-root", type=Path, default=Path("exp_result"), help="the results folder")
     args = parser.parse_args(argv)
     try:
         if args.command == "imp":
@@ -102,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             folder = evaluate_tickets(args.tickets, config_from_args(args))
             print(f"results: {folder / 'results.csv'}\n")
             print(summarize(folder / "results.csv"))
+        elif args.command == "run":
+            print(f"executed: {run(load_parameter_file(args.parameter_file), args.output_dir)}")
+        elif args.command == "run-all":
+            for executed in run_all(args.folder, args.output_dir):
+                print(f"executed: {executed}")
+        elif args.command == "report":
+            print(f"report: {build_report(args.exp_root)}")
         elif args.command == "summarize":
             path = args.results / "results.csv" if args.results.is_dir() else args.results
             print(summarize(path))
@@ -114,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except NotebookError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

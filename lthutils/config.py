@@ -7,7 +7,6 @@ one-line message names the field, the value and what is allowed.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -32,7 +31,8 @@ class ConfigError(ValueError):
 
     def located(self, where: str) -> ConfigError:
         """The same error with its message prefixed by where the value came from (a file)."""
-        error = copy.copy(self)
+        error = type(self).__new__(type(self))
+        error.__dict__.update(self.__dict__)
         error.args = (f"{where}: {self}",)
         return error
 

@@ -37,7 +37,8 @@ class TrainResult:
     train_seconds: float
     nonzero_weights: int
     nonzero_by_layer: dict[str, int] = field(default_factory=dict)
-    history: list[tuple[int, float, float]] = field(default_factory=list)  # (iteration, val_loss, test_acc)
+    # (iteration, val_loss, test_acc); test_acc is only measured at new validation minima and at the end
+    history: list[tuple[int, float, float]] = field(default_factory=list)
     rewind_state: dict[str, torch.Tensor] | None = None
 
 
@@ -113,9 +114,12 @@ def train(
     best_val_loss = math.inf
 
     def record(step: int) -> None:
+        # The test set is only needed where validation loss reaches a new minimum and at the end.
         nonlocal best_val_loss
         val_loss, _ = evaluate(model, splits.val_images, splits.val_labels)
-        _, test_acc = evaluate(model, splits.test_images, splits.test_labels)
+        test_acc = math.nan
+        if val_loss < best_val_loss or step == iterations:
+            _, test_acc = evaluate(model, splits.test_images, splits.test_labels)
         result.history.append((step, val_loss, test_acc))
         if val_loss < best_val_loss:
             best_val_loss = val_loss
@@ -124,7 +128,7 @@ def train(
 
     started = time.perf_counter()
     step = 0
-    with tqdm(total=iterations, desc=description, disable=config.quiet, leave=False, mininterval=1.0) as bar:
+    with tqdm(total=iterations, desc=description, disable=config.quiet, mininterval=1.0) as bar:
         while step < iterations:
             order = torch.randperm(num_train, generator=generator).to(splits.train_images.device)
             for start in range(0, num_train, config.batch_size):

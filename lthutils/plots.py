@@ -1,0 +1,160 @@
+"""Seaborn figures of tidy results (see study.tidy), saved as PNG and PDF.
+
+Every figure plots percent of weights remaining on a log axis running from dense (left) to
+sparse (right), shows the mean over seeds with a band of one standard deviation, and uses
+seaborn's colour-blind palette.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+PALETTE = "colorblind"
+WEIGHTS_LABEL = "weights remaining (%, log scale)"
+WHEN = {"test_acc_at_early_stop": "at early stop", "test_acc": "at end of training"}
+NICE_TICKS = (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1)
+
+sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
+
+
+def save(figure: plt.Figure, figures_dir: str | Path, name: str) -> Path:
+    """Write `name`.png and `name`.pdf under figures_dir, close the figure, return the PNG's path."""
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in ("png", "pdf"):
+        figure.savefig(figures_dir / f"{name}.{suffix}", dpi=130, bbox_inches="tight")
+    plt.close(figure)
+    return figures_dir / f"{name}.png"
+
+
+def _sparsity_axis(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
+    """Log scale from dense (left) to sparse (right), ticks at round percentages."""
+    top, bottom = frame["weights_remaining_pct"].max(), frame["weights_remaining_pct"].min()
+    ticks = [t for t in NICE_TICKS if bottom / 1.15 <= t <= top * 1.15] or [top]
+    if bottom < min(ticks) / 1.2:
+        ticks.append(round(bottom, 1))
+    for ax in grid.axes.flat:
+        ax.set_xscale("log")
+        ax.set_xlim(top * 1.15, bottom / 1.15)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
+
+
+def _curves(data: pd.DataFrame, y: str, hue: str, hue_order: list | None, **facets) -> sns.FacetGrid:
+    """Mean-and-band lines against weights remaining: colour by `hue`, line style by kind."""
+    kinds = [k for k in ("ticket", "reinit", "random_mask") if k in set(data["kind"])]
+    grid = sns.relplot(
+        data=data,
+        x="weights_remaining_pct",
+        y=y,
+        hue=hue,
+        hue_order=hue_order,
+        style="kind",
+        style_order=kinds,
+        kind="line",
+        markers=True,
+        errorbar="sd",
+        palette=PALETTE,
+        **facets,
+    )
+    _sparsity_axis(grid, data)
+    grid.legend.set_title(None)
+    return grid
+
+
+def accuracy_vs_sparsity(
+    frame: pd.DataFrame, hue: str = "kind", panel: str | None = None, hue_order: list | None = None
+) -> plt.Figure:
+    """Test accuracy (%) at early stop and at the end of training; colour by `hue`, dashes by kind.
+
+    With up to three panels, early stop is the top row and the end the bottom row; with more,
+    each panel is a row and the two moments are the columns, so the figure stays readable.
+    """
+    many = panel is not None and frame[panel].nunique() > 3
+    panels = sorted(frame[panel].unique()) if panel else None
+    long = frame.melt(
+        id_vars=[c for c in frame.columns if c not in WHEN], value_vars=list(WHEN), var_name="when", value_name="acc"
+    )
+    long["when"] = long["when"].map(WHEN)
+    long["test accuracy (%)"] = 100 * long["acc"]
+    grid = _curves(
+        long,
+        "test accuracy (%)",
+        hue,
+        hue_order,
+        row=panel if many else "when",
+        col="when" if many else panel,
+        row_order=panels if many else list(WHEN.values()),
+        col_order=list(WHEN.values()) if many else panels,
+        height=2.6 if many else 3.2,
+        aspect=1.6 if many or panel is None else 1.3,
+        facet_kws={"sharey": "row" if many else False, "margin_titles": True},
+    )
+    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    grid.set_axis_labels(WEIGHTS_LABEL, "test accuracy (%)")
+    return grid.figure
+
+
+def early_stop_vs_sparsity(
+    frame: pd.DataFrame, hue: str = "kind", panel: str | None = None, hue_order: list | None = None
+) -> plt.Figure:
+    """The early-stopping iteration against weights remaining (Frankle & Carbin, Figure 1)."""
+    grid = _curves(
+        frame,
+        "early_stop_iter",
+        hue,
+        hue_order,
+        col=panel,
+        col_order=sorted(frame[panel].unique()) if panel else None,
+        col_wrap=3 if panel else None,
+        height=3.2,
+        aspect=1.3 if panel else 1.6,
+    )
+    grid.set_titles(col_template="{col_name}")
+    grid.set_axis_labels(WEIGHTS_LABEL, "early-stopping iteration (steps)")
+    return grid.figure
+
+
+def margin_heatmap(margins: pd.DataFrame, axis: str) -> plt.Figure:
+    """Mean ticket-minus-reinit accuracy (points), source x target, one panel per sparsity."""
+    levels = sorted(margins["weights_remaining_pct"].unique(), reverse=True)
+    figure, axes = plt.subplots(1, len(levels), figsize=(3.6 * len(levels) + 1, 3.4), squeeze=False)
+    limit = max(abs(margins["margin"]).max(), 0.5)
+    verb = "on" if axis == "dataset" else "with"
+    for ax, level in zip(axes[0], levels):
+        table = margins[margins["weights_remaining_pct"] == level].pivot(
+            index=f"source_{axis}", columns=axis, values="margin"
+        )
+        sns.heatmap(table, ax=ax, annot=True, fmt="+.2f", cmap="PuOr", vmin=-limit, vmax=limit, cbar=ax is axes[0][-1])
+        ax.set_title(f"{level:.3g}% of weights remaining")
+        ax.tick_params(axis="y", labelrotation=0)
+        ax.set_xlabel(f"target {axis} (trained {verb})")
+        ax.set_ylabel(f"source {axis} (tickets found {verb})")
+    figure.suptitle("ticket minus reinit test accuracy at early stop (points)")
+    figure.tight_layout()
+    return figure
+
+
+def cost_vs_accuracy(costs: pd.DataFrame) -> plt.Figure:
+    """Search cost (seconds and sample-epochs) against the accuracy its tickets reached."""
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, column, label in (
+        (axes[0], "search_seconds", "search time (s, log scale)"),
+        (axes[1], "search_sample_epochs", "search cost (sample-epochs, log scale)"),
+    ):
+        sns.scatterplot(data=costs, x=column, y="test accuracy (%)", hue="search samples", s=80, palette=PALETTE, ax=ax)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(label)
+    axes[1].get_legend().remove()
+    figure.suptitle("what a ticket search cost vs what its tickets reached on the whole training set")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,88 @@
+"""The HTML report: every results.csv under exp_result/, one section per question.
+
+`build_report(exp_root)` writes `<exp_root>/report/all_results.csv` (every row, tidy, with a
+`study` column naming the folder it came from) and `<exp_root>/report/index.html`, whose figures
+(made by the same functions as the notebooks) land in `<exp_root>/figures/`.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from lthutils import plots, study
+from lthutils.config import ConfigError
+from lthutils.results import summarize, write_atomic
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+img{max-width:100%;border:1px solid #ddd;margin:.5em 0}table{border-collapse:collapse;font-size:.85em}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}h2{border-bottom:2px solid #0173b2}"""
+
+
+def collect(exp_root: str | Path) -> pd.DataFrame:
+    """Every results.csv under exp_root (exp_root/<study>/<run_id>/results.csv), tidy."""
+    paths = sorted(Path(exp_root).glob("*/*/results.csv"))
+    if not paths:
+        raise ConfigError("exp_root", str(exp_root), "a folder with results (exp_result/<study>/<run>/results.csv)")
+    frames = [pd.read_csv(path).assign(study=path.parent.parent.name) for path in paths]
+    return study.tidy(pd.concat(frames, ignore_index=True))
+
+
+def _markdown_to_html(text: str) -> str:
+    """The conclusions' small markdown: paragraphs and '- ' bullet lists."""
+    parts, items = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("- "):
+            items.append(f"<li>{html.escape(line[2:])}</li>")
+            continue
+        if items:
+            parts.append("<ul>" + "".join(items) + "</ul>")
+            items = []
+        if line.strip():
+            parts.append(f"<p>{html.escape(line)}</p>")
+    return "\n".join(parts)
+
+
+def _section(title: str, figures: list[Path], conclusion: str, page_dir: Path) -> str:
+    images = "\n".join(
+        f'<a href="{os.path.relpath(f.with_suffix(".pdf"), page_dir)}">'
+        f'<img src="{os.path.relpath(f, page_dir)}" alt="{html.escape(f.stem)}"></a>'
+        for f in figures
+    )
+    return f"<h2>{html.escape(title)}</h2>\n{_markdown_to_html(conclusion)}\n{images}"
+
+
+def build_report(exp_root: str | Path = "exp_result") -> Path:
+    """Write the report and the tidy all_results.csv; return index.html's path."""
+    exp_root = Path(exp_root)
+    frame = collect(exp_root)
+    page_dir, figures_dir = exp_root / "report", exp_root / "figures"
+    sections = []
+    for name, rows in frame.groupby("study", sort=True):
+        if name in study.QUESTIONS:
+            question = study.QUESTIONS[name]
+            figures = question.figures(rows, figures_dir)
+            sections.append(_section(question.title, figures, question.conclude(rows), page_dir))
+        else:  # a run of `python -m lthutils imp`: the curves and its summary table
+            figure = plots.accuracy_vs_sparsity(rows, panel="model")
+            png = plots.save(figure, figures_dir, f"{name}_accuracy")
+            tables = []
+            for run_id in sorted(rows["run_id"].unique()):
+                path = next(exp_root.glob(f"{name}/{run_id}/results.csv"))
+                tables.append(f"<h3>{html.escape(run_id)}</h3>\n<pre>{html.escape(summarize(path))}</pre>")
+            sections.append(_section(f"IMP runs: {name}", [png], "", page_dir) + "\n".join(tables))
+    write_atomic(page_dir / "all_results.csv", frame.to_csv(index=False).encode())
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Lottery-ticket study</title>"
+        f"<style>{STYLE}</style></head><body><h1>Lottery-ticket study</h1>"
+        f"<p>{len(frame)} training runs from {frame['run_id'].nunique()} runs under {html.escape(str(exp_root))}, "
+        f"collected {stamp}. Every row: <a href='all_results.csv'>all_results.csv</a>. "
+        f"Figures link to their PDF.</p>\n" + "\n".join(sections) + "</body></html>\n"
+    )
+    write_atomic(page_dir / "index.html", page.encode())
+    return page_dir / "index.html"

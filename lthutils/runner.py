@@ -1,0 +1,156 @@
+"""Run the study's notebooks headless with papermill, from YAML parameter files.
+
+A parameter file names its question and overrides some of the notebook's parameters:
+
+    question: q1
+    parameters:
+      rounds: 10
+      seeds: [0, 1, 2]
+
+Everything is checked before a kernel starts: the file, each key against the notebook's
+`parameters` cell (papermill.inspect_notebook), each value's type against the notebook's
+default, and the plan it makes against lthutils' config and the data. The executed notebook is
+written to `<output_dir>/<file stem>-<hash>.ipynb`; a failing one is kept as
+`<file stem>-<hash>.failed.ipynb` and reported with its cell and the original exception.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import papermill
+import yaml
+
+from lthutils import study
+from lthutils.config import ConfigError
+from lthutils.data import REPO_ROOT
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+KERNEL = "python3"  # the project's own interpreter: see the Makefile's kernel registration
+
+
+class NotebookError(RuntimeError):
+    """A notebook raised in one of its cells; the message names the notebook, cell and exception."""
+
+
+@dataclass(frozen=True)
+class ParameterFile:
+    """A checked parameter file: its question, notebook and parameter overrides."""
+
+    path: Path
+    question: study.Question
+    parameters: dict[str, Any]
+
+    @property
+    def notebook(self) -> Path:
+        return NOTEBOOKS_DIR / self.question.notebook
+
+    def output_name(self) -> str:
+        identity = json.dumps({"question": self.question.key, "parameters": self.parameters}, sort_keys=True)
+        return f"{self.path.stem}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+
+
+def notebook_defaults(notebook: Path) -> dict[str, Any]:
+    """The notebook's `parameters` cell as values (each default is a Python literal)."""
+    return {name: ast.literal_eval(spec["default"]) for name, spec in papermill.inspect_notebook(str(notebook)).items()}
+
+
+def _type_ok(value: Any, default: Any) -> bool:
+    if default is None or value is None:
+        return True  # None defaults take their type from lthutils' own checks; None overrides mean "default"
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    return names.get(type(value), type(value).__name__)
+
+
+def load_parameter_file(path: str | Path) -> ParameterFile:
+    """Read and check a parameter file completely, including its plan's data; raise ConfigError."""
+    path = Path(path)
+    where = str(path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError("parameter file", where, f"a readable file ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        raise ConfigError("parameter file", where, f"valid YAML ({str(error).splitlines()[0]})") from error
+    if not isinstance(content, dict) or set(content) - {"question", "parameters"} or "question" not in content:
+        raise ConfigError("parameter file", where, "a YAML mapping with 'question' and optional 'parameters'")
+    if content["question"] not in study.QUESTIONS:
+        raise ConfigError("question", content["question"], "one of " + ", ".join(study.QUESTIONS)).located(where)
+    question = study.QUESTIONS[content["question"]]
+    parameters = content.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ConfigError("parameters", parameters, "a mapping of notebook parameters").located(where)
+    defaults = notebook_defaults(NOTEBOOKS_DIR / question.notebook)
+    for key, value in parameters.items():
+        if key not in defaults:
+            allowed = f"a parameter of {question.notebook}: " + ", ".join(defaults)
+            raise ConfigError(key, value, allowed).located(where)
+        if not _type_ok(value, defaults[key]):
+            raise ConfigError(key, value, _type_name(defaults[key]) + f" like the default {defaults[key]!r}").located(
+                where
+            )
+    checked = ParameterFile(path, question, parameters)
+    try:
+        study.check(plan(checked))
+    except ConfigError as error:
+        raise error.located(where) from error
+    return checked
+
+
+def plan(parameter_file: ParameterFile) -> list[study.Unit]:
+    """The units of work the notebook will run with these parameters."""
+    values = {**notebook_defaults(parameter_file.notebook), **parameter_file.parameters}
+    for name in ("exp_root", "model_root"):  # the notebook runs in notebooks/: its relative paths start there
+        if not os.path.isabs(values[name]):
+            values[name] = os.path.normpath(NOTEBOOKS_DIR / values[name])
+    return parameter_file.question.plan(**values)
+
+
+def run(parameter_file: ParameterFile, output_dir: str | Path) -> Path:
+    """Execute the notebook with papermill; return the executed notebook's path."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    name = parameter_file.output_name()
+    running, done = output_dir / f".{name}.running.ipynb", output_dir / f"{name}.ipynb"
+    try:
+        papermill.execute_notebook(
+            str(parameter_file.notebook),
+            str(running),
+            parameters=parameter_file.parameters,
+            kernel_name=KERNEL,
+            progress_bar=True,
+            log_output=True,
+            cwd=str(NOTEBOOKS_DIR),
+        )
+    except papermill.PapermillExecutionError as error:
+        failed = output_dir / f"{name}.failed.ipynb"
+        os.replace(running, failed)
+        raise NotebookError(
+            f"{parameter_file.notebook.name} (from {parameter_file.path}) failed in cell [{error.exec_count}]: "
+            f"{error.ename}: {error.evalue} (executed notebook: {failed})"
+        ) from error
+    os.replace(running, done)
+    return done
+
+
+def run_all(folder: str | Path, output_dir: str | Path) -> list[Path]:
+    """Check every *.yaml in `folder` first, then run them in name order."""
+    files = sorted(Path(folder).glob("*.yaml"))
+    if not files:
+        raise ConfigError("folder", str(folder), "a folder holding *.yaml parameter files")
+    checked = [load_parameter_file(path) for path in files]
+    return [run(parameter_file, output_dir) for parameter_file in checked]

@@ -1,0 +1,114 @@
+"""Every notebook runs under papermill with tiny parameters; the report runs on their output."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from lthutils import study
+from lthutils.report import build_report
+from lthutils.runner import NOTEBOOKS_DIR, notebook_defaults, run_all
+
+TINY = {"rounds": 2, "epochs": 1, "seeds": [0], "eval_every": 5, "quiet": True}
+PARAMETERS = {
+    "q1": {"models": ["fc:1x20", "lenet5"], "num_train": 300, **TINY},
+    "q2": {"datasets": ["fashionmnist", "digits5k"], "num_train": 300, "heatmap_rounds": [1, 2], **TINY},
+    "q3": {"optimizers": ["sgd", "adam"], "lr": 0.01, "num_train": 300, "heatmap_rounds": [2], **TINY},
+    "q4": {"search_sizes": [100, 300], "dataset": "digits5k", **TINY},
+}
+ROWS = {"q1": 10, "q2": 20, "q3": 20, "q4": 21}
+FIGURES = {
+    "q1": ["q1_accuracy", "q1_early_stop"],
+    "q2": ["q2_accuracy", "q2_early_stop", "q2_margin_heatmap"],
+    "q3": ["q3_accuracy", "q3_early_stop", "q3_margin_heatmap"],
+    "q4": ["q4_accuracy", "q4_early_stop", "q4_cost"],
+}
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    """The four notebooks executed by `run-all` on tiny parameter files."""
+    root = tmp_path_factory.mktemp("study")
+    params = root / "params"
+    params.mkdir()
+    for key, values in PARAMETERS.items():
+        values = {**values, "exp_root": str(root / "exp_result"), "model_root": str(root / "model_save")}
+        (params / f"{key}.yaml").write_text(yaml.safe_dump({"question": key, "parameters": values}))
+    executed = run_all(params, root / "exp_result" / "notebooks")
+    return root, executed
+
+
+@pytest.mark.slow
+def test_every_notebook_writes_its_rows_and_figures(study_run):
+    root, executed = study_run
+    assert [path.name.split("-")[0] for path in executed] == ["q1", "q2", "q3", "q4"]
+    for key in PARAMETERS:
+        paths = list((root / "exp_result" / key).glob("*/results.csv"))
+        frame = pd.concat([pd.read_csv(p) for p in paths])
+        assert len(frame) == ROWS[key], key
+        assert (frame["test_acc"] > 0.15).all(), key  # real learning on real data (chance: 0.10)
+        for name in FIGURES[key]:
+            png = root / "exp_result" / "figures" / f"{name}.png"
+            with Image.open(png) as image:
+                image.verify()
+                assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 250, name
+            assert (png.with_suffix(".pdf")).read_bytes().startswith(b"%PDF"), name
+
+
+@pytest.mark.slow
+def test_executed_notebooks_show_figures_and_a_computed_conclusion(study_run):
+    _, executed = study_run
+    for path in executed:
+        notebook = nbformat.read(path, as_version=4)
+        outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+        assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2, path.name
+        conclusion = outputs[-1]["data"]["text/markdown"]
+        assert any(char.isdigit() for char in conclusion), conclusion
+    q1 = nbformat.read(executed[0], as_version=4)
+    injected = [c for c in q1.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "lenet5" in injected[0].source
+
+
+@pytest.mark.slow
+def test_report_collects_every_result(study_run):
+    root, _ = study_run
+    index = build_report(root / "exp_result")
+    page = index.read_text()
+    for question in study.QUESTIONS.values():
+        assert question.title in page
+    assert page.count("<img ") == sum(len(f) for f in FIGURES.values())
+    all_results = pd.read_csv(index.parent / "all_results.csv")
+    assert len(all_results) == sum(ROWS.values())
+    assert sorted(all_results["study"].unique()) == ["q1", "q2", "q3", "q4"]
+    assert all_results["source_dataset"].notna().all()
+    result = subprocess.run(
+        [sys.executable, "-m", "lthutils", "report", "--exp-root", str(root / "exp_result")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"report: {index}"
+
+
+def test_committed_notebooks_are_clean_with_one_parameters_cell():
+    notebooks = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+    assert [p.name for p in notebooks] == sorted(q.notebook for q in study.QUESTIONS.values())
+    for path in notebooks:
+        notebook = json.loads(path.read_text())
+        assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+        code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+        assert all(c["outputs"] == [] and c["execution_count"] is None for c in code), path.name
+        tagged = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
+        assert len(tagged) == 1 and tagged[0] is code[0], path.name
+        assert notebook["cells"][0]["cell_type"] == "markdown"
+
+
+def test_notebook_parameters_are_the_plans_parameters():
+    for question in study.QUESTIONS.values():
+        defaults = notebook_defaults(NOTEBOOKS_DIR / question.notebook)
+        units = question.plan(**{**defaults, "exp_root": "/nowhere", "model_root": "/nowhere"})
+        assert units and all(unit.config.exp_root == "/nowhere" for unit in units)

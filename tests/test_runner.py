@@ -1,0 +1,118 @@
+import subprocess
+import sys
+
+import nbformat
+import pytest
+import torchvision
+import yaml
+
+from lthutils import runner
+from lthutils.config import ConfigError
+from lthutils.data import clear_dataset_cache
+
+
+def write(tmp_path, content, name="bad.yaml"):
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    return path
+
+
+def q1(**parameters):
+    return {"question": "q1", "parameters": {"num_train": 300, "rounds": 1, **parameters}}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "parameter file='{path}' is not allowed: expected a YAML mapping with 'question'"),
+        ("- 1\n- 2\n", "parameter file='{path}' is not allowed: expected a YAML mapping"),
+        ("question: [q1\n", "parameter file='{path}' is not allowed: expected valid YAML"),
+        ({"question": "q9"}, "{path}: question='q9' is not allowed: expected one of q1, q2, q3, q4"),
+        ({"question": "q1", "extra": 1}, "parameter file='{path}' is not allowed: expected a YAML mapping"),
+        ({"question": "q1", "parameters": [1]}, "{path}: parameters=[1] is not allowed: expected a mapping"),
+        (q1(epoch=3), "{path}: epoch=3 is not allowed: expected a parameter of q1_model_scale.ipynb: dataset, "),
+        (q1(rounds="5"), "{path}: rounds='5' is not allowed: expected an integer like the default 5"),
+        (q1(rounds=2.5), "{path}: rounds=2.5 is not allowed: expected an integer like the default 5"),
+        (q1(models="lenet5"), "{path}: models='lenet5' is not allowed: expected a list like the default"),
+        (q1(quiet="yes"), "{path}: quiet='yes' is not allowed: expected true or false like the default False"),
+        (q1(rate=1.5), "{path}: prune_rate=1.5 is not allowed: expected a fraction strictly between 0 and 1"),
+        (q1(models=["fc:axb"]), "{path}: models='fc:axb' is not allowed: expected 'fc:<layers>x<neurons>'"),
+        (q1(models=["resnet"]), "{path}: model='resnet' is not allowed: expected one of fc, lenet300"),
+        (q1(models=[]), "{path}: models=[] is not allowed: expected at least one model"),
+        (q1(num_train=100000), "{path}: num_train=100000 is not allowed: expected at most 55000"),
+        (q1(controls=["shuffle"]), "{path}: controls=('shuffle',) is not allowed"),
+        (q1(seeds=[]), "{path}: seeds=() is not allowed: expected a non-empty list"),
+        ({"question": "q2", "parameters": {"datasets": ["digits5k"]}}, "{path}: datasets=['digits5k'] is not allowed"),
+        ({"question": "q2", "parameters": {"heatmap_rounds": [9]}}, "{path}: heatmap_rounds=[9] is not allowed"),
+        (
+            {"question": "q2", "parameters": {"num_train": 4000}},
+            "{path}: num_train=4000 is not allowed: expected at most 3600",
+        ),
+        ({"question": "q3", "parameters": {"optimizers": ["sgd", "lion"]}}, "{path}: optimizer='lion' is not allowed"),
+        ({"question": "q4", "parameters": {"search_sizes": []}}, "{path}: search_sizes=[] is not allowed"),
+    ],
+)
+def test_bad_parameter_files_are_refused_before_a_kernel_starts(tmp_path, content, message):
+    path = write(tmp_path, content)
+    with pytest.raises(ConfigError) as error:
+        runner.load_parameter_file(path)
+    assert str(error.value).startswith(message.format(path=path)), str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_dataset_offline_is_refused(tmp_path, monkeypatch):
+    def offline(self):
+        raise RuntimeError("offline")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    monkeypatch.setenv("LTH_DATA_ROOT", str(tmp_path / "data"))
+    clear_dataset_cache()
+    path = write(tmp_path, q1(dataset="mnist"))
+    with pytest.raises(ConfigError, match=f"^{path}: dataset='mnist' is not available here: it needs network"):
+        runner.load_parameter_file(path)
+    clear_dataset_cache()
+
+
+def test_the_shipped_parameter_files_check(monkeypatch):
+    for path in sorted(runner.REPO_ROOT.glob("params/quick/*.yaml")):
+        checked = runner.load_parameter_file(path)
+        assert checked.question.key == path.stem
+    for path in sorted(runner.REPO_ROOT.glob("params/full/*.yaml")):
+        content = yaml.safe_load(path.read_text())  # full parameters need MNIST: check all but the data
+        defaults = runner.notebook_defaults(runner.NOTEBOOKS_DIR / runner.study.QUESTIONS[content["question"]].notebook)
+        assert set(content["parameters"]) <= set(defaults), path
+        checked = runner.ParameterFile(path, runner.study.QUESTIONS[content["question"]], content["parameters"])
+        units = runner.plan(checked)
+        assert all(u.config.rounds == 10 and u.config.prune_rate == 0.2 and len(u.config.seeds) == 3 for u in units)
+
+
+def test_cli_bad_file_is_one_line_exit_2_and_runs_nothing(tmp_path):
+    good = write(tmp_path, q1(), name="a.yaml")
+    write(tmp_path, q1(epochs=0), name="b.yaml")
+    result = subprocess.run(
+        [sys.executable, "-m", "lthutils", "run-all", str(tmp_path), "--output-dir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"error: {tmp_path / 'b.yaml'}: epochs=0 is not allowed: expected a positive integer\n"
+    assert not (tmp_path / "out").exists() and good.exists()
+
+
+def test_a_failing_cell_names_notebook_cell_and_exception(tmp_path, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    notebook = nbformat.read(runner.NOTEBOOKS_DIR / "q1_model_scale.ipynb", as_version=4)
+    notebook.cells.insert(2, nbformat.v4.new_code_cell('raise ValueError("boom in the study")'))
+    nbformat.write(notebook, notebooks / "q1_model_scale.ipynb")
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", notebooks)
+    values = {"num_train": 300, "rounds": 1, "exp_root": str(tmp_path / "e"), "model_root": str(tmp_path / "m")}
+    checked = runner.load_parameter_file(write(tmp_path, {"question": "q1", "parameters": values}, "q1.yaml"))
+    with pytest.raises(runner.NotebookError) as error:
+        runner.run(checked, tmp_path / "out")
+    message = str(error.value)
+    assert message.startswith(
+        f"q1_model_scale.ipynb (from {tmp_path / 'q1.yaml'}) failed in cell [3]: ValueError: boom"
+    )
+    failed = list((tmp_path / "out").iterdir())
+    assert len(failed) == 1 and failed[0].name.endswith(".failed.ipynb") and str(failed[0]) in message
