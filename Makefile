@@ -13,7 +13,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
-	# the notebooks' kernel "python3" is this interpreter, registered inside .venv only (never user-wide)
+	@# the notebooks' kernel "python3" is this interpreter, registered inside .venv only (never user-wide)
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lthutils)" >/dev/null
 	touch $(STAMP)
 

@@ -6,6 +6,7 @@ A user mistake (ConfigError) prints one line on stderr and exits with code 2, be
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -14,9 +15,7 @@ import yaml
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import load_dataset
 from lthutils.experiments import evaluate_tickets, find_tickets
-from lthutils.report import build_report
 from lthutils.results import summarize
-from lthutils.runner import NotebookError, load_parameter_file, run, run_all
 
 # CLI flag -> config field, for the flags whose names differ from the field's.
 FLAG_FIELDS = {"rate": "prune_rate", "rate_conv": "prune_rate_conv", "rate_output": "prune_rate_output"}
@@ -114,12 +113,11 @@ def main(argv: list[str] | None = None) -> int:
             folder = evaluate_tickets(args.tickets, config_from_args(args))
             print(f"results: {folder / 'results.csv'}\n")
             print(summarize(folder / "results.csv"))
-        elif args.command == "run":
-            print(f"executed: {run(load_parameter_file(args.parameter_file), args.output_dir)}")
-        elif args.command == "run-all":
-            for executed in run_all(args.folder, args.output_dir):
-                print(f"executed: {executed}")
+        elif args.command in ("run", "run-all"):
+            return _run_notebooks(args)
         elif args.command == "report":
+            from lthutils.report import build_report  # seaborn and matplotlib: only for the report
+
             print(f"report: {build_report(args.exp_root)}")
         elif args.command == "summarize":
             path = args.results / "results.csv" if args.results.is_dir() else args.results
@@ -133,9 +131,26 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except NotebookError as error:
+    return 0
+
+
+def _run_notebooks(args: argparse.Namespace) -> int:
+    from lthutils import runner  # papermill: only for the notebook commands
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # runner.run lets papermill's INFO through
+    try:
+        if args.command == "run":
+            executed = [runner.run(runner.load_parameter_file(args.parameter_file), args.output_dir)]
+        else:
+            executed = runner.run_all(args.folder, args.output_dir)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except runner.NotebookError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    for path in executed:
+        print(f"executed: {path}")
     return 0
 
 

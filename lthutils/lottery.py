@@ -148,6 +148,7 @@ def result_row(
         "train_iterations": result.iterations,
         "train_examples": result.examples,
         "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds,
     }
 
 

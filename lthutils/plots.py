@@ -121,12 +121,12 @@ def early_stop_vs_sparsity(
     return grid.figure
 
 
-def margin_heatmap(margins: pd.DataFrame, axis: str) -> plt.Figure:
-    """Mean ticket-minus-reinit accuracy (points), source x target, one panel per sparsity."""
+def margin_heatmap(margins: pd.DataFrame, axis: str, verb: str) -> plt.Figure:
+    """Mean ticket-minus-reinit accuracy (points), source x target, one panel per sparsity;
+    `verb` says how a ticket relates to its axis ('on' a dataset, 'with' an optimizer)."""
     levels = sorted(margins["weights_remaining_pct"].unique(), reverse=True)
     figure, axes = plt.subplots(1, len(levels), figsize=(3.6 * len(levels) + 1, 3.4), squeeze=False)
     limit = max(abs(margins["margin"]).max(), 0.5)
-    verb = "on" if axis == "dataset" else "with"
     for ax, level in zip(axes[0], levels):
         table = margins[margins["weights_remaining_pct"] == level].pivot(
             index=f"source_{axis}", columns=axis, values="margin"
@@ -141,14 +141,14 @@ def margin_heatmap(margins: pd.DataFrame, axis: str) -> plt.Figure:
     return figure
 
 
-def cost_vs_accuracy(costs: pd.DataFrame) -> plt.Figure:
+def cost_vs_accuracy(costs: pd.DataFrame, accuracy: str) -> plt.Figure:
     """Search cost (seconds and sample-epochs) against the accuracy its tickets reached."""
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, column, label in (
         (axes[0], "search_seconds", "search time (s, log scale)"),
         (axes[1], "search_sample_epochs", "search cost (sample-epochs, log scale)"),
     ):
-        sns.scatterplot(data=costs, x=column, y="test accuracy (%)", hue="search samples", s=80, palette=PALETTE, ax=ax)
+        sns.scatterplot(data=costs, x=column, y=accuracy, hue="search samples", s=80, palette=PALETTE, ax=ax)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))

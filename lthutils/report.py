@@ -1,8 +1,9 @@
 """The HTML report: every results.csv under exp_result/, one section per question.
 
 `build_report(exp_root)` writes `<exp_root>/report/all_results.csv` (every row, tidy, with a
-`study` column naming the folder it came from) and `<exp_root>/report/index.html`, whose figures
-(made by the same functions as the notebooks) land in `<exp_root>/figures/`.
+`study` column naming the folder it came from), `<exp_root>/report/conclusions.md` (each plan's
+computed conclusion) and `<exp_root>/report/index.html`, whose figures (made by the same
+functions as the notebooks) land in `<exp_root>/figures/`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lthutils import plots, study
+from lthutils import analysis, plots, study
 from lthutils.config import ConfigError
 from lthutils.results import summarize, write_atomic
 
@@ -57,25 +58,32 @@ def _section(title: str, figures: list[Path], conclusion: str, page_dir: Path) -
 
 
 def build_report(exp_root: str | Path = "exp_result") -> Path:
-    """Write the report and the tidy all_results.csv; return index.html's path."""
+    """Write the report and the tidy all_results.csv; return index.html's path.
+
+    A question gets one section per recorded plan (one notebook run's parameters), with the
+    figures and conclusion that notebook showed; other folders (runs of `python -m lthutils imp`)
+    get their accuracy curves and summary tables.
+    """
     exp_root = Path(exp_root)
     frame = collect(exp_root)
     page_dir, figures_dir = exp_root / "report", exp_root / "figures"
-    sections = []
-    for name, rows in frame.groupby("study", sort=True):
-        if name in study.QUESTIONS:
-            question = study.QUESTIONS[name]
-            figures = question.figures(rows, figures_dir)
-            sections.append(_section(question.title, figures, question.conclude(rows), page_dir))
-        else:  # a run of `python -m lthutils imp`: the curves and its summary table
-            figure = plots.accuracy_vs_sparsity(rows, panel="model")
-            png = plots.save(figure, figures_dir, f"{name}_accuracy")
-            tables = []
-            for run_id in sorted(rows["run_id"].unique()):
-                path = next(exp_root.glob(f"{name}/{run_id}/results.csv"))
-                tables.append(f"<h3>{html.escape(run_id)}</h3>\n<pre>{html.escape(summarize(path))}</pre>")
-            sections.append(_section(f"IMP runs: {name}", [png], "", page_dir) + "\n".join(tables))
+    sections, conclusions = [], []
+    for key, frames in study.plans(exp_root).items():
+        question = study.QUESTIONS[key]
+        for rows in frames:
+            title = f"{question.title} (plan {analysis.plan_id(rows)}, {rows['run_id'].nunique()} runs)"
+            conclusion = question.conclude(rows)
+            sections.append(_section(title, question.figures(rows, figures_dir), conclusion, page_dir))
+            conclusions.append(f"### {title}\n\n{conclusion}\n")
+    for name, rows in frame[~frame["study"].isin(list(study.QUESTIONS))].groupby("study"):
+        png = plots.save(plots.accuracy_vs_sparsity(rows, panel="model"), figures_dir, f"{name}_accuracy")
+        tables = [
+            f"<h3>{html.escape(run)}</h3>\n<pre>{html.escape(summarize(exp_root / name / run / 'results.csv'))}</pre>"
+            for run in sorted(rows["run_id"].unique())
+        ]
+        sections.append(_section(f"IMP runs: {name}", [png], "", page_dir) + "\n".join(tables))
     write_atomic(page_dir / "all_results.csv", frame.to_csv(index=False).encode())
+    write_atomic(page_dir / "conclusions.md", "\n".join(conclusions).encode())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Lottery-ticket study</title>"

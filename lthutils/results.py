@@ -40,6 +40,7 @@ RESULT_COLUMNS = [
     "train_iterations",
     "train_examples",
     "train_seconds",
+    "eval_seconds",
 ]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ class ParameterFile:
     path: Path
     question: study.Question
     parameters: dict[str, Any]
+    defaults: dict[str, Any]  # the notebook's parameters cell
 
     @property
     def notebook(self) -> Path:
@@ -62,8 +64,10 @@ def notebook_defaults(notebook: Path) -> dict[str, Any]:
 
 
 def _type_ok(value: Any, default: Any) -> bool:
-    if default is None or value is None:
-        return True  # None defaults take their type from lthutils' own checks; None overrides mean "default"
+    if default is None:
+        return True  # lthutils' own checks decide what a None default may become
+    if value is None:  # numbers may be null ("the model's default", "the whole training set")
+        return isinstance(default, (int, float)) and not isinstance(default, bool)
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
@@ -103,7 +107,7 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
             raise ConfigError(key, value, _type_name(defaults[key]) + f" like the default {defaults[key]!r}").located(
                 where
             )
-    checked = ParameterFile(path, question, parameters)
+    checked = ParameterFile(path, question, parameters, defaults)
     try:
         study.check(plan(checked))
     except ConfigError as error:
@@ -113,7 +117,7 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
 
 def plan(parameter_file: ParameterFile) -> list[study.Unit]:
     """The units of work the notebook will run with these parameters."""
-    values = {**notebook_defaults(parameter_file.notebook), **parameter_file.parameters}
+    values = {**parameter_file.defaults, **parameter_file.parameters}
     for name in ("exp_root", "model_root"):  # the notebook runs in notebooks/: its relative paths start there
         if not os.path.isabs(values[name]):
             values[name] = os.path.normpath(NOTEBOOKS_DIR / values[name])
@@ -125,7 +129,12 @@ def run(parameter_file: ParameterFile, output_dir: str | Path) -> Path:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     name = parameter_file.output_name()
-    running, done = output_dir / f".{name}.running.ipynb", output_dir / f"{name}.ipynb"
+    running = output_dir / f".{name}.running.ipynb"
+    done, failed = output_dir / f"{name}.ipynb", output_dir / f"{name}.failed.ipynb"
+    where = f"{parameter_file.notebook.name} (from {parameter_file.path})"
+    papermill_log = logging.getLogger("papermill")  # log_output: the notebook's output goes to this logger
+    level = papermill_log.level
+    papermill_log.setLevel(logging.INFO)
     try:
         papermill.execute_notebook(
             str(parameter_file.notebook),
@@ -137,20 +146,37 @@ def run(parameter_file: ParameterFile, output_dir: str | Path) -> Path:
             cwd=str(NOTEBOOKS_DIR),
         )
     except papermill.PapermillExecutionError as error:
-        failed = output_dir / f"{name}.failed.ipynb"
         os.replace(running, failed)
+        first_line = (error.source.strip().splitlines() or [""])[0]
         raise NotebookError(
-            f"{parameter_file.notebook.name} (from {parameter_file.path}) failed in cell [{error.exec_count}]: "
-            f"{error.ename}: {error.evalue} (executed notebook: {failed})"
+            f"{where} failed in cell [{error.exec_count}] ({first_line}): {error.ename}: {error.evalue} "
+            f"(executed notebook: {failed})"
         ) from error
+    except Exception as error:  # the kernel died or would not start
+        running.unlink(missing_ok=True)
+        raise NotebookError(f"{where} could not run: {type(error).__name__}: {error}") from error
+    except BaseException:
+        running.unlink(missing_ok=True)
+        raise
+    finally:
+        papermill_log.setLevel(level)
     os.replace(running, done)
+    failed.unlink(missing_ok=True)
     return done
 
 
 def run_all(folder: str | Path, output_dir: str | Path) -> list[Path]:
-    """Check every *.yaml in `folder` first, then run them in name order."""
+    """Check every *.yaml in `folder` first, then run them all in name order; raise NotebookError
+    naming every failure after the others have run."""
     files = sorted(Path(folder).glob("*.yaml"))
     if not files:
         raise ConfigError("folder", str(folder), "a folder holding *.yaml parameter files")
-    checked = [load_parameter_file(path) for path in files]
-    return [run(parameter_file, output_dir) for parameter_file in checked]
+    executed, failures = [], []
+    for parameter_file in [load_parameter_file(path) for path in files]:
+        try:
+            executed.append(run(parameter_file, output_dir))
+        except NotebookError as error:
+            failures.append(str(error))
+    if failures:
+        raise NotebookError(f"{len(failures)} of {len(files)} notebooks failed: " + " | ".join(failures))
+    return executed

@@ -34,7 +34,8 @@ class TrainResult:
     test_acc_at_early_stop: float
     iterations: int
     examples: int  # training examples processed (an example seen twice counts twice)
-    train_seconds: float
+    train_seconds: float  # optimizer steps only
+    eval_seconds: float
     nonzero_weights: int
     nonzero_by_layer: dict[str, int] = field(default_factory=dict)
     # (iteration, val_loss, test_acc); test_acc is only measured at new validation minima and at the end
@@ -110,12 +111,13 @@ def train(
     num_train = len(splits.train_labels)
     iterations = total_iterations(config, num_train)
     generator = torch.Generator().manual_seed(data_seed)
-    result = TrainResult(math.nan, math.nan, 0, math.nan, iterations, 0, 0.0, 0)
+    result = TrainResult(math.nan, math.nan, 0, math.nan, iterations, 0, 0.0, 0.0, 0)
     best_val_loss = math.inf
 
     def record(step: int) -> None:
         # The test set is only needed where validation loss reaches a new minimum and at the end.
         nonlocal best_val_loss
+        started_eval = time.perf_counter()
         val_loss, _ = evaluate(model, splits.val_images, splits.val_labels)
         test_acc = math.nan
         if val_loss < best_val_loss or step == iterations:
@@ -125,6 +127,7 @@ def train(
             best_val_loss = val_loss
             result.early_stop_iter, result.test_acc_at_early_stop = step, test_acc
         result.val_loss, result.test_acc = val_loss, test_acc
+        result.eval_seconds += time.perf_counter() - started_eval
 
     started = time.perf_counter()
     step = 0
@@ -148,7 +151,7 @@ def train(
                     record(step)
                 if step == iterations:
                     break
-    result.train_seconds = time.perf_counter() - started
+    result.train_seconds = time.perf_counter() - started - result.eval_seconds
     result.nonzero_by_layer = check_mask_holds(model, mask)
     result.nonzero_weights = sum(result.nonzero_by_layer.values())
     return result

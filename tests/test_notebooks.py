@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -10,11 +11,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from lthutils import study
+from lthutils import analysis, study
 from lthutils.report import build_report
-from lthutils.runner import NOTEBOOKS_DIR, notebook_defaults, run_all
+from lthutils.runner import NOTEBOOKS_DIR, notebook_defaults
 
-TINY = {"rounds": 2, "epochs": 1, "seeds": [0], "eval_every": 5, "quiet": True}
+TINY = {"rounds": 2, "epochs": 1, "seeds": [0], "eval_every": 5}
 PARAMETERS = {
     "q1": {"models": ["fc:1x20", "lenet5"], "num_train": 300, **TINY},
     "q2": {"datasets": ["fashionmnist", "digits5k"], "num_train": 300, "heatmap_rounds": [1, 2], **TINY},
@@ -23,10 +24,10 @@ PARAMETERS = {
 }
 ROWS = {"q1": 10, "q2": 20, "q3": 20, "q4": 21}
 FIGURES = {
-    "q1": ["q1_accuracy", "q1_early_stop"],
-    "q2": ["q2_accuracy", "q2_early_stop", "q2_margin_heatmap"],
-    "q3": ["q3_accuracy", "q3_early_stop", "q3_margin_heatmap"],
-    "q4": ["q4_accuracy", "q4_early_stop", "q4_cost"],
+    "q1": ["accuracy", "early_stop"],
+    "q2": ["accuracy", "early_stop", "margin_heatmap"],
+    "q3": ["accuracy", "early_stop", "margin_heatmap"],
+    "q4": ["accuracy", "early_stop", "cost"],
 }
 
 
@@ -39,30 +40,50 @@ def study_run(tmp_path_factory):
     for key, values in PARAMETERS.items():
         values = {**values, "exp_root": str(root / "exp_result"), "model_root": str(root / "model_save")}
         (params / f"{key}.yaml").write_text(yaml.safe_dump({"question": key, "parameters": values}))
-    executed = run_all(params, root / "exp_result" / "notebooks")
-    return root, executed
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lthutils",
+            "run-all",
+            str(params),
+            "--output-dir",
+            str(root / "exp_result" / "notebooks"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    executed = [Path(line.removeprefix("executed: ")) for line in result.stdout.splitlines()]
+    return root, executed, result.stderr
 
 
 @pytest.mark.slow
 def test_every_notebook_writes_its_rows_and_figures(study_run):
-    root, executed = study_run
+    root, executed, log = study_run
     assert [path.name.split("-")[0] for path in executed] == ["q1", "q2", "q3", "q4"]
+    assert "seed 0 round 2 reinit: 100%" in log and "Executing" in log  # tqdm bars of notebooks and papermill
+    plans = study.plans(root / "exp_result")
+    assert sorted(plans) == ["q1", "q2", "q3", "q4"] and all(len(frames) == 1 for frames in plans.values())
     for key in PARAMETERS:
-        paths = list((root / "exp_result" / key).glob("*/results.csv"))
-        frame = pd.concat([pd.read_csv(p) for p in paths])
+        frame = plans[key][0]
         assert len(frame) == ROWS[key], key
         assert (frame["test_acc"] > 0.15).all(), key  # real learning on real data (chance: 0.10)
         for name in FIGURES[key]:
-            png = root / "exp_result" / "figures" / f"{name}.png"
+            png = root / "exp_result" / "figures" / f"{key}-{analysis.plan_id(frame)}_{name}.png"
             with Image.open(png) as image:
                 image.verify()
                 assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 250, name
             assert (png.with_suffix(".pdf")).read_bytes().startswith(b"%PDF"), name
+    q2, q4 = plans["q2"][0], plans["q4"][0]
+    crossed = q2[q2["transfer"]]
+    assert len(crossed) == 10 and (crossed["source_dataset"] != crossed["dataset"]).all()
+    assert set(q4["source_num_train"]) == {100, 300, 3600} and set(q4[q4["transfer"]]["num_train"]) == {3600}
 
 
 @pytest.mark.slow
 def test_executed_notebooks_show_figures_and_a_computed_conclusion(study_run):
-    _, executed = study_run
+    _, executed, _ = study_run
     for path in executed:
         notebook = nbformat.read(path, as_version=4)
         outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
@@ -76,12 +97,14 @@ def test_executed_notebooks_show_figures_and_a_computed_conclusion(study_run):
 
 @pytest.mark.slow
 def test_report_collects_every_result(study_run):
-    root, _ = study_run
+    root, _, _ = study_run
     index = build_report(root / "exp_result")
     page = index.read_text()
-    for question in study.QUESTIONS.values():
+    for key, question in study.QUESTIONS.items():
         assert question.title in page
+        assert question.conclude(study.plans(root / "exp_result")[key][0]).splitlines()[0].split(",")[0] in page
     assert page.count("<img ") == sum(len(f) for f in FIGURES.values())
+    assert (index.parent / "conclusions.md").read_text().count("### Q") == 4
     all_results = pd.read_csv(index.parent / "all_results.csv")
     assert len(all_results) == sum(ROWS.values())
     assert sorted(all_results["study"].unique()) == ["q1", "q2", "q3", "q4"]

@@ -35,12 +35,19 @@ def q1(**parameters):
         (q1(rounds=2.5), "{path}: rounds=2.5 is not allowed: expected an integer like the default 5"),
         (q1(models="lenet5"), "{path}: models='lenet5' is not allowed: expected a list like the default"),
         (q1(quiet="yes"), "{path}: quiet='yes' is not allowed: expected true or false like the default False"),
+        (q1(seeds=None), "{path}: seeds=None is not allowed: expected a list like the default [0, 1]"),
+        (q1(exp_root=None), "{path}: exp_root=None is not allowed: expected a string like the default"),
+        (
+            q1(controls=["random_mask"]),
+            "{path}: controls=['random_mask'] is not allowed: expected a list with 'reinit'",
+        ),
+        (q1(models=["lenet5", "lenet5"]), "{path}: models=['lenet5', 'lenet5'] is not allowed: expected a non-empty"),
         (q1(rate=1.5), "{path}: prune_rate=1.5 is not allowed: expected a fraction strictly between 0 and 1"),
         (q1(models=["fc:axb"]), "{path}: models='fc:axb' is not allowed: expected 'fc:<layers>x<neurons>'"),
         (q1(models=["resnet"]), "{path}: model='resnet' is not allowed: expected one of fc, lenet300"),
-        (q1(models=[]), "{path}: models=[] is not allowed: expected at least one model"),
+        (q1(models=[]), "{path}: models=[] is not allowed: expected a non-empty list of distinct models"),
         (q1(num_train=100000), "{path}: num_train=100000 is not allowed: expected at most 55000"),
-        (q1(controls=["shuffle"]), "{path}: controls=('shuffle',) is not allowed"),
+        (q1(controls=["reinit", "shuffle"]), "{path}: controls=('reinit', 'shuffle') is not allowed"),
         (q1(seeds=[]), "{path}: seeds=() is not allowed: expected a non-empty list"),
         ({"question": "q2", "parameters": {"datasets": ["digits5k"]}}, "{path}: datasets=['digits5k'] is not allowed"),
         ({"question": "q2", "parameters": {"heatmap_rounds": [9]}}, "{path}: heatmap_rounds=[9] is not allowed"),
@@ -50,6 +57,10 @@ def q1(**parameters):
         ),
         ({"question": "q3", "parameters": {"optimizers": ["sgd", "lion"]}}, "{path}: optimizer='lion' is not allowed"),
         ({"question": "q4", "parameters": {"search_sizes": []}}, "{path}: search_sizes=[] is not allowed"),
+        (
+            {"question": "q4", "parameters": {"search_sizes": [100, 100]}},
+            "{path}: search_sizes=[100, 100] is not allowed",
+        ),
     ],
 )
 def test_bad_parameter_files_are_refused_before_a_kernel_starts(tmp_path, content, message):
@@ -73,7 +84,9 @@ def test_missing_dataset_offline_is_refused(tmp_path, monkeypatch):
     clear_dataset_cache()
 
 
-def test_the_shipped_parameter_files_check(monkeypatch):
+def test_notebook_defaults_and_shipped_quick_files_check(tmp_path):
+    for key in runner.study.QUESTIONS:  # "Run all" in JupyterLab must work with the defaults
+        assert runner.load_parameter_file(write(tmp_path, {"question": key}, f"{key}.yaml")).parameters == {}
     for path in sorted(runner.REPO_ROOT.glob("params/quick/*.yaml")):
         checked = runner.load_parameter_file(path)
         assert checked.question.key == path.stem
@@ -81,9 +94,16 @@ def test_the_shipped_parameter_files_check(monkeypatch):
         content = yaml.safe_load(path.read_text())  # full parameters need MNIST: check all but the data
         defaults = runner.notebook_defaults(runner.NOTEBOOKS_DIR / runner.study.QUESTIONS[content["question"]].notebook)
         assert set(content["parameters"]) <= set(defaults), path
-        checked = runner.ParameterFile(path, runner.study.QUESTIONS[content["question"]], content["parameters"])
+        question = runner.study.QUESTIONS[content["question"]]
+        checked = runner.ParameterFile(path, question, content["parameters"], defaults)
         units = runner.plan(checked)
         assert all(u.config.rounds == 10 and u.config.prune_rate == 0.2 and len(u.config.seeds) == 3 for u in units)
+        assert all(u.config.lr == 0.001 and u.config.epochs == 10 for u in units)
+        assert {u.config.dataset for u in units} <= {"mnist", "fashionmnist"}
+    full = {p.stem: yaml.safe_load(p.read_text())["parameters"] for p in runner.REPO_ROOT.glob("params/full/*.yaml")}
+    assert full["q2"]["datasets"] == ["mnist", "fashionmnist"]
+    assert full["q3"]["optimizers"] == ["sgd", "adam"] and full["q3"]["momentum"] == 0.9
+    assert full["q4"]["search_sizes"] == [100, 1000, 10000]
 
 
 def test_cli_bad_file_is_one_line_exit_2_and_runs_nothing(tmp_path):
@@ -112,7 +132,8 @@ def test_a_failing_cell_names_notebook_cell_and_exception(tmp_path, monkeypatch)
         runner.run(checked, tmp_path / "out")
     message = str(error.value)
     assert message.startswith(
-        f"q1_model_scale.ipynb (from {tmp_path / 'q1.yaml'}) failed in cell [3]: ValueError: boom"
+        f"q1_model_scale.ipynb (from {tmp_path / 'q1.yaml'}) failed in cell [3] "
+        '(raise ValueError("boom in the study")): ValueError: boom'
     )
     failed = list((tmp_path / "out").iterdir())
     assert len(failed) == 1 and failed[0].name.endswith(".failed.ipynb") and str(failed[0]) in message

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from lthutils import study
+from lthutils import analysis, study
 from lthutils.config import ConfigError
 
 COMMON = dict(rounds=2, rate=None, epochs=1, seeds=[0], eval_every=5, exp_root="/e", model_root="/m", quiet=True)
@@ -69,8 +69,113 @@ def _rows(model, ticket, reinit):
 
 def test_q1_conclusion_counts_wins_and_margins():
     frame = pd.DataFrame(_rows("a", [0.82, 0.84], [0.80, 0.80]) + _rows("b", [0.70, 0.75], [0.72, 0.70]))
-    lines = study.conclude_q1(frame).splitlines()
+    lines = analysis.conclude_q1(frame).splitlines()
     assert lines[0].startswith("Tickets beat the reinitialized control at 3 of 4 (model, pruning level) pairs")
     assert "mean margin +2.25 points" in lines[0]
     assert lines[1] == "Tickets won at every pruning level for 1 of 2 models (a)."
     assert lines[2:] == ["- a: 2 of 2 levels, mean margin +3.00 points", "- b: 1 of 2 levels, mean margin +1.50 points"]
+
+
+def _row(**values):
+    base = {"seed": 0, "kind": "ticket", "train_seconds": 1.0, "train_examples": 100, "weights_remaining": 0.8}
+    return {**base, **values}
+
+
+def test_tidy_marks_transfers_and_fills_sources():
+    frame = pd.DataFrame(
+        [
+            _row(run_id="a", round=0, dataset="x", optimizer="sgd", num_train=10, source_run_id=None),
+            _row(
+                run_id="b",
+                round=0,
+                dataset="y",
+                optimizer="sgd",
+                num_train=20,
+                source_run_id="a",
+                source_dataset="x",
+                source_optimizer="sgd",
+                source_num_train=10,
+            ),
+        ]
+    )
+    tidy = study.tidy(frame)
+    assert tidy["transfer"].tolist() == [False, True]
+    assert tidy["source_dataset"].tolist() == ["x", "x"] and tidy["source_num_train"].tolist() == [10, 10]
+    assert tidy["weights_remaining_pct"].tolist() == [80.0, 80.0]
+
+
+def test_search_costs_sum_the_search_trunk_and_read_the_whole_set_accuracy():
+    rows = []
+    for size in (100, 1000):  # searches: 2 rounds of tickets, then the tickets trained on the whole set (5000)
+        rows += [
+            _row(
+                round=r,
+                num_train=size,
+                source_num_train=size,
+                transfer=False,
+                train_examples=size * 3,
+                train_seconds=0.5,
+                test_acc_at_early_stop=0.5,
+            )
+            for r in (0, 1)
+        ]
+        rows += [
+            _row(round=1, num_train=5000, source_num_train=size, transfer=True, test_acc_at_early_stop=acc)
+            for acc in ([0.70] if size == 100 else [0.80])
+        ]
+    rows += [
+        _row(
+            round=r,
+            num_train=5000,
+            source_num_train=5000,
+            transfer=False,
+            train_examples=15000,
+            train_seconds=4.0,
+            test_acc_at_early_stop=0.85,
+        )
+        for r in (0, 1)
+    ]
+    rows += [
+        _row(
+            round=1,
+            num_train=5000,
+            source_num_train=5000,
+            transfer=False,
+            kind="reinit",
+            train_seconds=99.0,
+            train_examples=99,
+            test_acc_at_early_stop=0.1,
+        )
+    ]
+    costs = analysis.search_costs(pd.DataFrame(rows)).set_index("search samples")
+    assert costs["search_seconds"].tolist() == [1.0, 1.0, 8.0]  # reinit rows are not search cost
+    assert costs["search_sample_epochs"].tolist() == [600, 6000, 30000]
+    assert costs[analysis.ACCURACY].round(6).tolist() == [70.0, 80.0, 85.0]
+    assert costs["compute saved vs all (%)"].round(6).tolist() == [98.0, 80.0, 0.0]
+    text = analysis.conclude_q4(pd.DataFrame(rows))
+    assert "- found with 100 samples: 70.00% (-15.00 points) for 98.0% less search compute" in text
+
+
+def test_transfer_conclusion_compares_with_the_targets_own_tickets():
+    rows = []
+    for source, target, ticket, reinit in (
+        ("x", "x", 0.9, 0.8),
+        ("y", "y", 0.7, 0.6),
+        ("x", "y", 0.65, 0.6),
+        ("y", "x", 0.85, 0.8),
+    ):
+        for kind, acc in (("ticket", ticket), ("reinit", reinit)):
+            rows.append(
+                {
+                    "source_dataset": source,
+                    "dataset": target,
+                    "round": 1,
+                    "kind": kind,
+                    "weights_remaining_pct": 80.0,
+                    "test_acc_at_early_stop": acc,
+                }
+            )
+    lines = analysis.conclude_transfer(pd.DataFrame(rows), "dataset").splitlines()
+    assert "at 2 of 2 (source, target, pruning level) points, mean margin +5.00 points" in lines[0]
+    assert "differ by -5.00 points on average" in lines[0]
+    assert lines[1] == "- x -> y: beat reinit at 1 of 1 levels (mean +5.00), vs y's own tickets -5.00 points"
