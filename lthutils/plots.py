@@ -112,7 +112,7 @@ def early_stop_vs_sparsity(
         hue_order,
         col=panel,
         col_order=sorted(frame[panel].unique()) if panel else None,
-        col_wrap=3 if panel else None,
+        col_wrap=3 if panel and frame[panel].nunique() > 3 else None,
         height=3.2,
         aspect=1.3 if panel else 1.6,
     )
@@ -125,7 +125,7 @@ def margin_heatmap(margins: pd.DataFrame, axis: str, verb: str) -> plt.Figure:
     """Mean ticket-minus-reinit accuracy (points), source x target, one panel per sparsity;
     `verb` says how a ticket relates to its axis ('on' a dataset, 'with' an optimizer)."""
     levels = sorted(margins["weights_remaining_pct"].unique(), reverse=True)
-    figure, axes = plt.subplots(1, len(levels), figsize=(3.6 * len(levels) + 1, 3.4), squeeze=False)
+    figure, axes = plt.subplots(1, len(levels), figsize=(3.8 * len(levels) + 1.2, 3.4), squeeze=False)
     limit = max(abs(margins["margin"]).max(), 0.5)
     for ax, level in zip(axes[0], levels):
         table = margins[margins["weights_remaining_pct"] == level].pivot(
@@ -135,7 +135,7 @@ def margin_heatmap(margins: pd.DataFrame, axis: str, verb: str) -> plt.Figure:
         ax.set_title(f"{level:.3g}% of weights remaining")
         ax.tick_params(axis="y", labelrotation=0)
         ax.set_xlabel(f"target {axis} (trained {verb})")
-        ax.set_ylabel(f"source {axis} (tickets found {verb})")
+        ax.set_ylabel(f"source {axis} (tickets found {verb})" if ax is axes[0][0] else "")
     figure.suptitle("ticket minus reinit test accuracy at early stop (points)")
     figure.tight_layout()
     return figure
