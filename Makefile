@@ -43,4 +43,4 @@ test: setup lint
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) bench/epoch_speed.py
+	$(PY) bench/training_speed.py

@@ -18,7 +18,7 @@ from torch import nn
 
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Dataset, load_dataset, make_splits, split_indices
-from lthutils.lottery import Ticket, kinds_at, run_imp, train_kinds
+from lthutils.lottery import MAX_BATCHED_MODELS, Ticket, kinds_at, result_row, run_imp, train_tickets
 from lthutils.models import build_model
 from lthutils.results import RunStore, provenance, remove_stale_temporaries, write_json
 from lthutils.training import resolve_device, total_iterations
@@ -74,8 +74,8 @@ def find_tickets(config: ExperimentConfig) -> Path:
     store = RunStore(config.exp_root, config.name, config.run_id(), config.model_root)
     _start_run(setting, store)
     write_json(store.ticket_dir / SOURCE_FILE, {"config": config.to_dict(), "num_train": setting.num_train})
-    for seed in config.seeds:
-        run_imp(config, store, setting.splits(seed), setting.template, seed, setting.device)
+    splits_of = {seed: setting.splits(seed) for seed in config.seeds}
+    run_imp(config, store, splits_of, setting.template, setting.device)
     return store.ticket_dir
 
 
@@ -118,12 +118,24 @@ def evaluate_tickets(tickets: str | Path, config: ExperimentConfig) -> Path:
         "source_optimizer": source.resolved().optimizer,
         "source_num_train": source_num_train,
     }
+    done = store.done()
+    items = []
     for seed in config.seeds:
-        splits = setting.splits(seed)
         for round_index in range(config.rounds + 1):
-            kinds = kinds_at(round_index, config.controls)
             ticket = Ticket.load(tickets / f"seed{seed}" / f"round{round_index}.pt")
-            train_kinds(ticket, kinds, setting.template, splits, config, setting.device, store, source_columns)
+            items += [
+                (ticket.variant(kind, setting.template), kind)
+                for kind in kinds_at(round_index, config.controls)
+                if (seed, round_index, kind) not in done
+            ]
+    splits_of = {seed: setting.splits(seed) for seed in config.seeds}
+    for start in range(0, len(items), MAX_BATCHED_MODELS):  # rows land as each batch finishes
+        chunk = items[start : start + MAX_BATCHED_MODELS]
+        for (ticket, kind), (_, result) in zip(
+            chunk, train_tickets(chunk, setting.template, splits_of, config, setting.device)
+        ):
+            row = result_row(config, ticket, kind, result, len(splits_of[ticket.seed].train_labels))
+            store.append({**row, **source_columns})
     return store.dir
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lthutils.batched import supports, train_batched
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Splits
 from lthutils.models import initialize
@@ -103,27 +104,51 @@ def next_mask(model: nn.Module, mask: Mask, config: ExperimentConfig) -> Mask:
     return prune_layerwise(weights, mask, rates)
 
 
-def train_ticket(
-    ticket: Ticket,
+MAX_BATCHED_MODELS = 16  # LeNet-300-100: about 130 MB for 16 models with Adam state (bench/training_speed.py)
+
+
+def train_tickets(
+    items: list[tuple[Ticket, str]],
     template: nn.Module,
-    splits: Splits,
+    splits_of: dict[int, Splits],
     config: ExperimentConfig,
     device: torch.device,
-    kind: str,
     rewind_iteration: int | None = None,
-) -> tuple[nn.Module, TrainResult]:
-    """Train the ticket (already turned into its `kind` variant) on `splits`."""
-    model = ticket.model(template).to(device)
-    result = train(
-        model,
-        ticket.mask,
-        splits,
-        config,
-        data_seed=derive_seed(ticket.seed, ticket.round, "data"),
-        rewind_iteration=rewind_iteration,
-        description=f"seed {ticket.seed} round {ticket.round} {kind}",
-    )
-    return model, result
+) -> list[tuple[nn.Module, TrainResult]]:
+    """Train each (ticket, kind) item (the ticket already its kind's variant) on its seed's splits.
+
+    Fully connected models train MAX_BATCHED_MODELS at a time in one vectorized step
+    (batched.train_batched); others one by one. Each item's data order comes from its seed and
+    round, so every kind of a round sees the same batches.
+    """
+    data_seeds = [derive_seed(ticket.seed, ticket.round, "data") for ticket, _ in items]
+    if not supports(template):
+        trained = []
+        for (ticket, kind), data_seed in zip(items, data_seeds):
+            model = ticket.model(template).to(device)
+            description = f"seed {ticket.seed} round {ticket.round} {kind}"
+            trained.append(
+                (
+                    model,
+                    train(model, ticket.mask, splits_of[ticket.seed], config, data_seed, rewind_iteration, description),
+                )
+            )
+        return trained
+    trained = []
+    for start in range(0, len(items), MAX_BATCHED_MODELS):
+        chunk = items[start : start + MAX_BATCHED_MODELS]
+        models = [ticket.model(template).to(device) for ticket, _ in chunk]
+        results = train_batched(
+            models,
+            [ticket.mask for ticket, _ in chunk],
+            [splits_of[ticket.seed] for ticket, _ in chunk],
+            config,
+            data_seeds[start : start + MAX_BATCHED_MODELS],
+            rewind_iteration,
+            description=f"round {chunk[0][0].round}",
+        )
+        trained += zip(models, results)
+    return trained
 
 
 def result_row(
@@ -152,64 +177,68 @@ def result_row(
     }
 
 
-def train_kinds(
-    ticket: Ticket,
-    kinds: list[str],
-    template: nn.Module,
-    splits: Splits,
-    config: ExperimentConfig,
-    device: torch.device,
-    store: RunStore,
-    extra_columns: dict[str, Any] | None = None,
-) -> None:
-    """Train each kind of `ticket` whose row is not in the store yet, appending its row."""
-    done = store.done()
-    for kind in kinds:
-        if (ticket.seed, ticket.round, kind) not in done:
-            variant = ticket.variant(kind, template)
-            _, result = train_ticket(variant, template, splits, config, device, kind)
-            row = result_row(config, variant, kind, result, len(splits.train_labels))
-            store.append({**row, **(extra_columns or {})})
-
-
 def kinds_at(round_index: int, controls: tuple[str, ...]) -> list[str]:
     """Round 0 is the dense network: its controls would be dense networks too, so none run."""
     return ["ticket"] + (list(controls) if round_index > 0 else [])
 
 
-def run_imp(
-    config: ExperimentConfig, store: RunStore, splits: Splits, template: nn.Module, seed: int, device: torch.device
-) -> None:
-    """IMP for one seed, resuming after the last round whose rows and next ticket exist."""
-    done = store.done()
-    num_train = len(splits.train_labels)
+def _first_round(config: ExperimentConfig, store: RunStore, seed: int, done: set) -> int | None:
+    """The round a seed resumes at: its first unfinished one, or earlier if that ticket is missing."""
     todo = [r for r in range(config.rounds + 1) if any((seed, r, k) not in done for k in kinds_at(r, config.controls))]
     if not todo:
-        return
-    start = todo[0]
-    while start > 0 and not store.ticket_path(seed, start).exists():
-        start -= 1
-    if start == 0:
-        theta_0 = fresh_weights(template, derive_seed(seed, "init"))
-        ticket = Ticket(Mask.ones(template, config.prune_biases), theta_0, seed, 0)
-        ticket.save(store.ticket_path(seed, 0), store.run_id)
-    else:
-        ticket = Ticket.load(store.ticket_path(seed, start))
-    for round_index in range(start, config.rounds + 1):
-        next_path = store.ticket_path(seed, round_index + 1)
+        return None
+    first = todo[0]
+    while first > 0 and not store.ticket_path(seed, first).exists():
+        first -= 1
+    return first
+
+
+def run_imp(
+    config: ExperimentConfig,
+    store: RunStore,
+    splits_of: dict[int, Splits],
+    template: nn.Module,
+    device: torch.device,
+) -> None:
+    """IMP for every seed of `config`, round by round: every seed's ticket and controls of a round
+    train together. Resumes each seed after its last round whose rows and next ticket exist."""
+    done = store.done()
+    first = {seed: _first_round(config, store, seed, done) for seed in config.seeds}
+    first = {seed: round_index for seed, round_index in first.items() if round_index is not None}
+    tickets: dict[int, Ticket] = {}
+    for round_index in range(min(first.values(), default=config.rounds + 1), config.rounds + 1):
         has_next = round_index < config.rounds
-        if (seed, round_index, "ticket") not in done or (has_next and not next_path.exists()):
-            rewinding = round_index == 0 and config.reset == "rewind"
-            model, result = train_ticket(
-                ticket, template, splits, config, device, "ticket", config.rewind_iteration if rewinding else None
-            )
-            if has_next:
+        trunk, controls = [], []
+        for seed in [s for s, r in first.items() if r <= round_index]:
+            if round_index == first[seed] == 0:
+                theta_0 = fresh_weights(template, derive_seed(seed, "init"))
+                tickets[seed] = Ticket(Mask.ones(template, config.prune_biases), theta_0, seed, 0)
+                tickets[seed].save(store.ticket_path(seed, 0), store.run_id)
+            elif round_index == first[seed]:
+                tickets[seed] = Ticket.load(store.ticket_path(seed, round_index))
+            ticket = tickets[seed]
+            if (seed, round_index, "ticket") not in done or (
+                has_next and not store.ticket_path(seed, round_index + 1).exists()
+            ):
+                trunk.append((ticket, "ticket"))
+            controls += [
+                (ticket.variant(kind, template), kind)
+                for kind in kinds_at(round_index, config.controls)[1:]
+                if (seed, round_index, kind) not in done
+            ]
+        rewinding = round_index == 0 and config.reset == "rewind"
+        trained = train_tickets(
+            trunk + controls, template, splits_of, config, device, config.rewind_iteration if rewinding else None
+        )
+        for (ticket, kind), (model, result) in zip(trunk + controls, trained):
+            if kind == "ticket" and has_next:
                 reset_to = result.rewind_state if rewinding else ticket.weights
-                Ticket(next_mask(model.cpu(), ticket.mask, config), reset_to, seed, round_index + 1).save(
-                    next_path, store.run_id
+                mask = next_mask(model.cpu(), ticket.mask, config)
+                Ticket(mask, reset_to, ticket.seed, round_index + 1).save(
+                    store.ticket_path(ticket.seed, round_index + 1), store.run_id
                 )
-            if (seed, round_index, "ticket") not in done:
-                store.append(result_row(config, ticket, "ticket", result, num_train))
-        train_kinds(ticket, kinds_at(round_index, config.controls)[1:], template, splits, config, device, store)
+            if (ticket.seed, round_index, kind) not in done:
+                store.append(result_row(config, ticket, kind, result, len(splits_of[ticket.seed].train_labels)))
         if has_next:
-            ticket = Ticket.load(next_path)
+            for seed in tickets:
+                tickets[seed] = Ticket.load(store.ticket_path(seed, round_index + 1))

@@ -137,3 +137,17 @@ def test_next_mask_uses_the_trained_weights(template):
 def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(0, 1, "reinit") == derive_seed(0, 1, "reinit")
     assert len({derive_seed(s, r, k) for s in range(3) for r in range(5) for k in ("reinit", "data")}) == 30
+
+
+def test_seeds_trained_together_equal_seeds_trained_alone(tiny, tmp_path):
+    """Fully connected runs train every seed and kind of a round in one batch; a model's numbers
+    do not depend on what else is in its batch."""
+    together = replace(tiny, seeds=(0, 1))
+    alone = replace(tiny, seeds=(1,), exp_root=str(tmp_path / "alone"), model_root=str(tmp_path / "alone_m"))
+    find_tickets(together)
+    find_tickets(alone)
+    cols = ["round", "kind", "weights_remaining", "test_acc", "val_loss", "early_stop_iter", "nonzero_by_layer"]
+    both = results_of(together)
+    pd.testing.assert_frame_equal(
+        both[both.seed == 1][cols].reset_index(drop=True), results_of(alone)[cols].reset_index(drop=True)
+    )
