@@ -44,3 +44,4 @@ test: setup lint
 
 bench: setup
 	$(PY) bench/training_speed.py
+	$(PY) bench/profile_step.py

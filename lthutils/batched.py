@@ -140,7 +140,7 @@ def train_batched(
                 loss = F.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), batch_labels[:, :size].reshape(-1), reduction="sum"
                 )
-                optimizer.zero_grad(set_to_none=False)
+                optimizer.zero_grad(set_to_none=True)  # backward then writes, not adds, the gradients
                 (loss / size).backward()
                 with torch.no_grad():
                     torch._foreach_mul_([t.grad for t in masked_tensors], mask_tensors)

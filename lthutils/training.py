@@ -137,7 +137,7 @@ def train(
             for start in range(0, num_train, config.batch_size):
                 batch = order[start : start + config.batch_size]
                 loss = F.cross_entropy(model(splits.train_images[batch]), splits.train_labels[batch])
-                optimizer.zero_grad(set_to_none=False)
+                optimizer.zero_grad(set_to_none=True)  # backward then writes, not adds, the gradients
                 loss.backward()
                 with torch.no_grad():
                     torch._foreach_mul_([p.grad for p in masked], masks)
