@@ -21,12 +21,12 @@ from tqdm import tqdm
 from lthutils.config import ExperimentConfig
 from lthutils.data import Splits
 from lthutils.pruning import Mask
-from lthutils.training import EVAL_BATCH_SIZE, TrainResult, check_mask_holds, make_optimizer, total_iterations
+from lthutils.training import EVAL_BATCH_SIZE, TrainResult, make_optimizer, total_iterations
 
 
 def supports(model: nn.Module) -> bool:
     """True for the fully connected models (fc, lenet300): Flatten, Linear and ReLU only."""
-    return all(isinstance(m, (nn.Flatten, nn.Linear, nn.ReLU)) for m in model) and isinstance(model, nn.Sequential)
+    return isinstance(model, nn.Sequential) and all(isinstance(m, (nn.Flatten, nn.Linear, nn.ReLU)) for m in model)
 
 
 def _forward(weights: list[torch.Tensor], biases: list[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
@@ -102,8 +102,7 @@ def train_batched(
     iterations = total_iterations(config, num_train)
     generators = [torch.Generator().manual_seed(seed) for seed in data_seeds]
     count = len(models)
-    results = [TrainResult(math.nan, math.nan, 0, math.nan, iterations, 0, 0.0, 0.0, 0) for _ in models]
-    best = [math.inf] * count
+    results = [TrainResult(iterations) for _ in models]
     device = stacked[0].device
     batch_images = torch.empty(count, config.batch_size, *splits[0].train_images.shape[1:], device=device)
     batch_labels = torch.empty(count, config.batch_size, dtype=torch.long, device=device)
@@ -113,17 +112,12 @@ def train_batched(
         nonlocal eval_seconds
         started_eval = time.perf_counter()
         val_loss, _ = _evaluate(weights, biases, [s.val_images for s in splits], [s.val_labels for s in splits])
-        improved = [loss < best[k] for k, loss in enumerate(val_loss)]
+        needed = [result.needs_test(step, loss) for result, loss in zip(results, val_loss)]
         test_acc = [math.nan] * count
-        if any(improved) or step == iterations:
+        if any(needed):
             _, test_acc = _evaluate(weights, biases, [s.test_images for s in splits], [s.test_labels for s in splits])
-        for k, result in enumerate(results):
-            accuracy = test_acc[k] if improved[k] or step == iterations else math.nan
-            result.history.append((step, val_loss[k], accuracy))
-            if improved[k]:
-                best[k] = val_loss[k]
-                result.early_stop_iter, result.test_acc_at_early_stop = step, accuracy
-            result.val_loss, result.test_acc = val_loss[k], accuracy
+        for result, loss, accuracy, need in zip(results, val_loss, test_acc, needed):
+            result.record(step, loss, accuracy if need else math.nan)
         eval_seconds += time.perf_counter() - started_eval
 
     started = time.perf_counter()
@@ -162,8 +156,5 @@ def train_batched(
             for name, tensor in zip(names, stacked):
                 dict(model.named_parameters())[name].copy_(tensor[k])
     for model, mask, result in zip(models, masks, results):
-        result.train_seconds = (elapsed - eval_seconds) / count
-        result.eval_seconds = eval_seconds / count
-        result.nonzero_by_layer = check_mask_holds(model, mask)
-        result.nonzero_weights = sum(result.nonzero_by_layer.values())
+        result.finish(model, mask, (elapsed - eval_seconds) / count, eval_seconds / count)
     return results

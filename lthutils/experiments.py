@@ -18,7 +18,7 @@ from torch import nn
 
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Dataset, load_dataset, make_splits, split_indices
-from lthutils.lottery import MAX_BATCHED_MODELS, Ticket, kinds_at, result_row, run_imp, train_tickets
+from lthutils.lottery import Ticket, kinds_at, result_row, run_imp, train_tickets
 from lthutils.models import build_model
 from lthutils.results import RunStore, provenance, remove_stale_temporaries, write_json
 from lthutils.training import resolve_device, total_iterations
@@ -129,13 +129,9 @@ def evaluate_tickets(tickets: str | Path, config: ExperimentConfig) -> Path:
                 if (seed, round_index, kind) not in done
             ]
     splits_of = {seed: setting.splits(seed) for seed in config.seeds}
-    for start in range(0, len(items), MAX_BATCHED_MODELS):  # rows land as each batch finishes
-        chunk = items[start : start + MAX_BATCHED_MODELS]
-        for (ticket, kind), (_, result) in zip(
-            chunk, train_tickets(chunk, setting.template, splits_of, config, setting.device)
-        ):
-            row = result_row(config, ticket, kind, result, len(splits_of[ticket.seed].train_labels))
-            store.append({**row, **source_columns})
+    for ticket, kind, _, result in train_tickets(items, setting.template, splits_of, config, setting.device):
+        row = result_row(config, ticket, kind, result, len(splits_of[ticket.seed].train_labels))
+        store.append({**row, **source_columns})  # rows land as each batch finishes
     return store.dir
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,41 +115,31 @@ def train_tickets(
     config: ExperimentConfig,
     device: torch.device,
     rewind_iteration: int | None = None,
-) -> list[tuple[nn.Module, TrainResult]]:
-    """Train each (ticket, kind) item (the ticket already its kind's variant) on its seed's splits.
+) -> Iterator[tuple[Ticket, str, nn.Module, TrainResult]]:
+    """Train each (ticket, kind) item (the ticket already its kind's variant) on its seed's splits,
+    yielding each item with its trained model and result as soon as its batch is done.
 
     Fully connected models train MAX_BATCHED_MODELS at a time in one vectorized step
     (batched.train_batched); others one by one. Each item's data order comes from its seed and
     round, so every kind of a round sees the same batches.
     """
-    data_seeds = [derive_seed(ticket.seed, ticket.round, "data") for ticket, _ in items]
-    if not supports(template):
-        trained = []
-        for (ticket, kind), data_seed in zip(items, data_seeds):
-            model = ticket.model(template).to(device)
-            description = f"seed {ticket.seed} round {ticket.round} {kind}"
-            trained.append(
-                (
-                    model,
-                    train(model, ticket.mask, splits_of[ticket.seed], config, data_seed, rewind_iteration, description),
-                )
-            )
-        return trained
-    trained = []
-    for start in range(0, len(items), MAX_BATCHED_MODELS):
-        chunk = items[start : start + MAX_BATCHED_MODELS]
+    batch_size = MAX_BATCHED_MODELS if supports(template) else 1
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
         models = [ticket.model(template).to(device) for ticket, _ in chunk]
-        results = train_batched(
-            models,
-            [ticket.mask for ticket, _ in chunk],
-            [splits_of[ticket.seed] for ticket, _ in chunk],
-            config,
-            data_seeds[start : start + MAX_BATCHED_MODELS],
-            rewind_iteration,
-            description=f"round {chunk[0][0].round}",
-        )
-        trained += zip(models, results)
-    return trained
+        data_seeds = [derive_seed(ticket.seed, ticket.round, "data") for ticket, _ in chunk]
+        if batch_size == 1:
+            (ticket, kind), model = chunk[0], models[0]
+            description = f"seed {ticket.seed} round {ticket.round} {kind}"
+            splits = splits_of[ticket.seed]
+            results = [train(model, ticket.mask, splits, config, data_seeds[0], rewind_iteration, description)]
+        else:
+            masks = [ticket.mask for ticket, _ in chunk]
+            splits = [splits_of[ticket.seed] for ticket, _ in chunk]
+            description = f"round {chunk[0][0].round}"
+            results = train_batched(models, masks, splits, config, data_seeds, rewind_iteration, description)
+        for (ticket, kind), model, result in zip(chunk, models, results):
+            yield ticket, kind, model, result
 
 
 def result_row(
@@ -227,10 +218,10 @@ def run_imp(
                 if (seed, round_index, kind) not in done
             ]
         rewinding = round_index == 0 and config.reset == "rewind"
-        trained = train_tickets(
-            trunk + controls, template, splits_of, config, device, config.rewind_iteration if rewinding else None
-        )
-        for (ticket, kind), (model, result) in zip(trunk + controls, trained):
+        rewind_iteration = config.rewind_iteration if rewinding else None
+        for ticket, kind, model, result in train_tickets(
+            trunk + controls, template, splits_of, config, device, rewind_iteration
+        ):
             if kind == "ticket" and has_next:
                 reset_to = result.rewind_state if rewinding else ticket.weights
                 mask = next_mask(model.cpu(), ticket.mask, config)

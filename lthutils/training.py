@@ -28,19 +28,38 @@ EVAL_BATCH_SIZE = 2000
 class TrainResult:
     """What one training run measured. Accuracies are fractions; iterations count steps."""
 
-    test_acc: float
-    val_loss: float
-    early_stop_iter: int
-    test_acc_at_early_stop: float
     iterations: int
-    examples: int  # training examples processed (an example seen twice counts twice)
-    train_seconds: float  # optimizer steps only
-    eval_seconds: float
-    nonzero_weights: int
+    test_acc: float = math.nan
+    val_loss: float = math.nan
+    early_stop_iter: int = 0
+    test_acc_at_early_stop: float = math.nan
+    best_val_loss: float = math.inf
+    examples: int = 0  # training examples processed (an example seen twice counts twice)
+    train_seconds: float = 0.0  # optimizer steps only
+    eval_seconds: float = 0.0
+    nonzero_weights: int = 0
     nonzero_by_layer: dict[str, int] = field(default_factory=dict)
     # (iteration, val_loss, test_acc); test_acc is only measured at new validation minima and at the end
     history: list[tuple[int, float, float]] = field(default_factory=list)
     rewind_state: dict[str, torch.Tensor] | None = None
+
+    def needs_test(self, step: int, val_loss: float) -> bool:
+        """The test set is only needed at a new validation minimum and at the end."""
+        return val_loss < self.best_val_loss or step == self.iterations
+
+    def record(self, step: int, val_loss: float, test_acc: float) -> None:
+        """Log an evaluation; the least validation loss so far sets the early-stopping point."""
+        self.history.append((step, val_loss, test_acc))
+        if val_loss < self.best_val_loss:
+            self.best_val_loss = val_loss
+            self.early_stop_iter, self.test_acc_at_early_stop = step, test_acc
+        self.val_loss, self.test_acc = val_loss, test_acc
+
+    def finish(self, model: nn.Module, mask: Mask, train_seconds: float, eval_seconds: float) -> None:
+        """Record the times and the non-zero weights, checking that the mask held."""
+        self.train_seconds, self.eval_seconds = train_seconds, eval_seconds
+        self.nonzero_by_layer = check_mask_holds(model, mask)
+        self.nonzero_weights = sum(self.nonzero_by_layer.values())
 
 
 def resolve_device(name: str) -> torch.device:
@@ -111,23 +130,18 @@ def train(
     num_train = len(splits.train_labels)
     iterations = total_iterations(config, num_train)
     generator = torch.Generator().manual_seed(data_seed)
-    result = TrainResult(math.nan, math.nan, 0, math.nan, iterations, 0, 0.0, 0.0, 0)
-    best_val_loss = math.inf
+    result = TrainResult(iterations)
+    eval_seconds = 0.0
 
     def record(step: int) -> None:
-        # The test set is only needed where validation loss reaches a new minimum and at the end.
-        nonlocal best_val_loss
+        nonlocal eval_seconds
         started_eval = time.perf_counter()
         val_loss, _ = evaluate(model, splits.val_images, splits.val_labels)
         test_acc = math.nan
-        if val_loss < best_val_loss or step == iterations:
+        if result.needs_test(step, val_loss):
             _, test_acc = evaluate(model, splits.test_images, splits.test_labels)
-        result.history.append((step, val_loss, test_acc))
-        if val_loss < best_val_loss:
-            best_val_loss = val_loss
-            result.early_stop_iter, result.test_acc_at_early_stop = step, test_acc
-        result.val_loss, result.test_acc = val_loss, test_acc
-        result.eval_seconds += time.perf_counter() - started_eval
+        result.record(step, val_loss, test_acc)
+        eval_seconds += time.perf_counter() - started_eval
 
     started = time.perf_counter()
     step = 0
@@ -151,9 +165,7 @@ def train(
                     record(step)
                 if step == iterations:
                     break
-    result.train_seconds = time.perf_counter() - started - result.eval_seconds
-    result.nonzero_by_layer = check_mask_holds(model, mask)
-    result.nonzero_weights = sum(result.nonzero_by_layer.values())
+    result.finish(model, mask, time.perf_counter() - started - eval_seconds, eval_seconds)
     return result
 
 
