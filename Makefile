@@ -45,3 +45,4 @@ test: setup lint
 bench: setup
 	$(PY) bench/training_speed.py
 	$(PY) bench/profile_step.py
+	$(PY) bench/cluster_speed.py

@@ -99,6 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         notebook_command.add_argument(
             "--output-dir", type=Path, default=Path("exp_result/notebooks"), help="where executed notebooks go"
         )
+        notebook_command.add_argument(
+            "--scheduler",
+            default="local",
+            help="where the notebooks' units run: 'local' (default: a Dask LocalCluster here), 'none' (in the "
+            "notebook's kernel) or a Dask scheduler's address, tcp://HOST:8786",
+        )
+        notebook_command.add_argument(
+            "--workers", type=int, help="worker processes of --scheduler local (default: cores)"
+        )
     report = commands.add_parser("report", help="collect every results.csv into an HTML report")
     report.add_argument("--exp-root", type=Path, default=Path("exp_result"), help="the results folder")
     args = parser.parse_args(argv)
@@ -139,14 +148,12 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # runner.run lets papermill's INFO through
     try:
-        if args.command == "run":
-            executed = [runner.run(runner.load_parameter_file(args.parameter_file), args.output_dir)]
-        else:
-            executed = runner.run_all(args.folder, args.output_dir)
+        paths = [args.parameter_file] if args.command == "run" else [args.folder]
+        executed = runner.run_all(paths, args.output_dir, args.scheduler, args.workers)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except runner.NotebookError as error:
+    except (runner.NotebookError, OSError) as error:  # OSError: a cluster that would not start
         print(f"error: {error}", file=sys.stderr)
         return 1
     for path in executed:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -43,6 +45,8 @@ class Setting:
 def prepare(config: ExperimentConfig) -> Setting:
     """Resolve the config, load its data and check every data-dependent limit."""
     config = config.resolved()
+    for field in ("exp_root", "model_root"):
+        _check_writable(field, getattr(config, field))
     device = resolve_device(config.device)
     dataset = load_dataset(config.dataset, config.data_root)
     num_train = len(split_indices(dataset, config.num_train, config.val_size, config.seeds[0])[0])
@@ -56,10 +60,35 @@ def prepare(config: ExperimentConfig) -> Setting:
     return Setting(config, dataset, template, device, num_train)
 
 
-def _start_run(setting: Setting, store: RunStore) -> None:
-    remove_stale_temporaries(store.dir, store.ticket_dir)
-    write_json(store.dir / "config.json", setting.config.to_dict())
-    write_json(store.dir / "provenance.json", provenance(setting.dataset.source, str(setting.device)))
+def _check_writable(field: str, root: str) -> None:
+    """The folder must exist or be creatable, and be writable (checked before anything is written)."""
+    path = Path(root).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problem = "not a folder" if not existing.is_dir() else "not writable"
+        raise ConfigError(field, root, f"a folder lthutils can create and write in ({existing} is {problem})")
+
+
+def _start_run(setting: Setting, store: RunStore, shared: dict[Path, Any]) -> None:
+    """Clear what killed writes left behind, then write the run's shared files (config, provenance
+    and `shared`). The caller holds store.claim(seeds): other processes may work on other seeds."""
+    with store.locked():
+        seed_dirs = [store.ticket_path(seed, 0).parent for seed in setting.config.seeds]
+        remove_stale_temporaries(store.dir, store.ticket_dir, *seed_dirs)
+        record_config(store, setting.config)
+        write_json(store.dir / "provenance.json", provenance(setting.dataset.source, str(setting.device)))
+        for path, value in shared.items():
+            write_json(path, value)
+
+
+def record_config(store: RunStore, config: ExperimentConfig) -> None:
+    """Write the run's config.json, its seeds those of every process that worked on the run
+    (a cluster runs each seed apart). The caller holds store.locked()."""
+    path = store.dir / "config.json"
+    seeds = set(config.seeds)
+    if path.is_file():
+        seeds |= set(json.loads(path.read_text()).get("seeds", []))
+    write_json(path, dataclasses.replace(config, seeds=tuple(sorted(seeds))).to_dict())
 
 
 def find_tickets(config: ExperimentConfig) -> Path:
@@ -72,10 +101,11 @@ def find_tickets(config: ExperimentConfig) -> Path:
     setting = prepare(config)
     config = setting.config
     store = RunStore(config.exp_root, config.name, config.run_id(), config.model_root)
-    _start_run(setting, store)
-    write_json(store.ticket_dir / SOURCE_FILE, {"config": config.to_dict(), "num_train": setting.num_train})
-    splits_of = {seed: setting.splits(seed) for seed in config.seeds}
-    run_imp(config, store, splits_of, setting.template, setting.device)
+    with store.claim(config.seeds):
+        source = {"config": config.to_dict(), "num_train": setting.num_train}
+        _start_run(setting, store, {store.ticket_dir / SOURCE_FILE: source})
+        splits_of = {seed: setting.splits(seed) for seed in config.seeds}
+        run_imp(config, store, splits_of, setting.template, setting.device)
     return store.ticket_dir
 
 
@@ -109,15 +139,21 @@ def evaluate_tickets(tickets: str | Path, config: ExperimentConfig) -> Path:
                     f"a seed and round found in {tickets} (round {round_index} of seed {seed} is missing)",
                 )
             Ticket.load(path).model(setting.template)  # readable and fits: checked before any training
-    source_id = tickets.name
-    store = RunStore(config.exp_root, config.name, config.run_id(source=source_id), config.model_root)
-    _start_run(setting, store)
     source_columns = {
-        "source_run_id": source_id,
+        "source_run_id": tickets.name,
         "source_dataset": source.dataset,
         "source_optimizer": source.resolved().optimizer,
         "source_num_train": source_num_train,
     }
+    store = RunStore(config.exp_root, config.name, config.run_id(source=tickets.name), config.model_root)
+    with store.claim(config.seeds):
+        _train_on_target(tickets, source_columns, setting, store)
+    return store.dir
+
+
+def _train_on_target(tickets: Path, source_columns: dict[str, Any], setting: Setting, store: RunStore) -> None:
+    config = setting.config
+    _start_run(setting, store, {})
     done = store.done()
     items = []
     for seed in config.seeds:
@@ -132,7 +168,6 @@ def evaluate_tickets(tickets: str | Path, config: ExperimentConfig) -> Path:
     for ticket, kind, _, result in train_tickets(items, setting.template, splits_of, config, setting.device):
         row = result_row(config, ticket, kind, result, len(splits_of[ticket.seed].train_labels))
         store.append({**row, **source_columns})  # rows land as each batch finishes
-    return store.dir
 
 
 def _legacy_config(

@@ -33,7 +33,7 @@ from lthutils.pruning import (
     prune_layerwise,
     random_mask,
 )
-from lthutils.results import RunStore, load_tensors, save_tensors
+from lthutils.results import LOG, RunStore, load_tensors, save_tensors
 from lthutils.training import TrainResult, train
 
 
@@ -98,7 +98,10 @@ class Ticket:
 
 def next_mask(model: nn.Module, mask: Mask, config: ExperimentConfig) -> Mask:
     """Prune the trained `model`'s weights under `mask` by the config's scope and rates."""
-    weights = {name: p for name, p in model.named_parameters() if name in mask}
+    # a diverged run's non-finite weights rank as zeros: pruned first, the mask stays well-formed
+    weights = {
+        name: torch.nan_to_num(p.detach(), 0.0, 0.0, 0.0) for name, p in model.named_parameters() if name in mask
+    }
     if config.prune_scope == "global":
         return prune_global(weights, mask, config.prune_rate)
     rates = layer_rates(model, mask, config.prune_rate, config.prune_rate_conv, config.prune_rate_output)
@@ -165,6 +168,7 @@ def result_row(
         "train_examples": result.examples,
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
+        "diverged": result.diverged,
     }
 
 
@@ -174,8 +178,14 @@ def kinds_at(round_index: int, controls: tuple[str, ...]) -> list[str]:
 
 
 def _first_round(config: ExperimentConfig, store: RunStore, seed: int, done: set) -> int | None:
-    """The round a seed resumes at: its first unfinished one, or earlier if that ticket is missing."""
-    todo = [r for r in range(config.rounds + 1) if any((seed, r, k) not in done for k in kinds_at(r, config.controls))]
+    """The round a seed resumes at: its first unfinished one (a row or the next round's ticket
+    missing), or earlier if that round's ticket is missing."""
+    todo = [
+        r
+        for r in range(config.rounds + 1)
+        if any((seed, r, k) not in done for k in kinds_at(r, config.controls))
+        or (r < config.rounds and not store.ticket_path(seed, r + 1).exists())
+    ]
     if not todo:
         return None
     first = todo[0]
@@ -193,6 +203,13 @@ def run_imp(
 ) -> None:
     """IMP for every seed of `config`, round by round: every seed's ticket and controls of a round
     train together. Resumes each seed after its last round whose rows and next ticket exist."""
+    for seed in config.seeds:  # a damaged ticket is dropped, and the round that made it recomputed
+        for path in sorted(store.ticket_path(seed, 0).parent.glob("round*.pt")):
+            try:
+                Ticket.load(path)
+            except ConfigError as error:
+                LOG.warning("%s is damaged (%s): the round that made it will be recomputed", path, error)
+                path.unlink()
     done = store.done()
     first = {seed: _first_round(config, store, seed, done) for seed in config.seeds}
     first = {seed: round_index for seed, round_index in first.items() if round_index is not None}
@@ -201,12 +218,12 @@ def run_imp(
         has_next = round_index < config.rounds
         trunk, controls = [], []
         for seed in [s for s, r in first.items() if r <= round_index]:
-            if round_index == first[seed] == 0:
+            if round_index == first[seed] and store.ticket_path(seed, round_index).exists():
+                tickets[seed] = Ticket.load(store.ticket_path(seed, round_index))
+            elif round_index == first[seed] == 0:
                 theta_0 = fresh_weights(template, derive_seed(seed, "init"))
                 tickets[seed] = Ticket(Mask.ones(template, config.prune_biases), theta_0, seed, 0)
                 tickets[seed].save(store.ticket_path(seed, 0), store.run_id)
-            elif round_index == first[seed]:
-                tickets[seed] = Ticket.load(store.ticket_path(seed, round_index))
             ticket = tickets[seed]
             if (seed, round_index, "ticket") not in done or (
                 has_next and not store.ticket_path(seed, round_index + 1).exists()
@@ -222,7 +239,7 @@ def run_imp(
         for ticket, kind, model, result in train_tickets(
             trunk + controls, template, splits_of, config, device, rewind_iteration
         ):
-            if kind == "ticket" and has_next:
+            if kind == "ticket" and has_next and not store.ticket_path(ticket.seed, round_index + 1).exists():
                 reset_to = result.rewind_state if rewinding else ticket.weights
                 mask = next_mask(model.cpu(), ticket.mask, config)
                 Ticket(mask, reset_to, ticket.seed, round_index + 1).save(

@@ -47,10 +47,12 @@ def _sparsity_axis(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
 
 
 def _curves(data: pd.DataFrame, y: str, hue: str, hue_order: list | None, **facets) -> sns.FacetGrid:
-    """Mean-and-band lines against weights remaining: colour by `hue`, line style by kind."""
+    """Mean-and-band lines against weights remaining: colour by `hue`, line style by kind.
+    Diverged runs are left out of the lines and counted under the figure."""
     kinds = [k for k in ("ticket", "reinit", "random_mask") if k in set(data["kind"])]
+    diverged = data["diverged"].fillna(False).astype(bool) if "diverged" in data else data["kind"].isna()
     grid = sns.relplot(
-        data=data,
+        data=data[~diverged],
         x="weights_remaining_pct",
         y=y,
         hue=hue,
@@ -65,6 +67,10 @@ def _curves(data: pd.DataFrame, y: str, hue: str, hue_order: list | None, **face
     )
     _sparsity_axis(grid, data)
     grid.legend.set_title(None)
+    if diverged.any():
+        runs = len(data[diverged].drop_duplicates(["run_id", "seed", "round", "kind"]))
+        text = f"{runs} diverged training run(s) (validation loss not finite) left out of the lines"
+        grid.figure.text(0.5, 0, text, ha="center", va="top", color="#d55e00")
     return grid
 
 

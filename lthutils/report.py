@@ -17,7 +17,7 @@ import pandas as pd
 
 from lthutils import analysis, plots, study
 from lthutils.config import ConfigError
-from lthutils.results import summarize, write_atomic
+from lthutils.results import read_results, summarize, write_atomic
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 img{max-width:100%;border:1px solid #ddd;margin:.5em 0}table{border-collapse:collapse;font-size:.85em}
@@ -29,7 +29,7 @@ def collect(exp_root: str | Path) -> pd.DataFrame:
     paths = sorted(Path(exp_root).glob("*/*/results.csv"))
     if not paths:
         raise ConfigError("exp_root", str(exp_root), "a folder with results (exp_result/<study>/<run>/results.csv)")
-    frames = [pd.read_csv(path).assign(study=path.parent.parent.name) for path in paths]
+    frames = [read_results(path).assign(study=path.parent.parent.name) for path in paths]
     return study.tidy(pd.concat(frames, ignore_index=True))
 
 

@@ -7,16 +7,23 @@ in the same folder and renamed into place, so a kill never leaves half a file be
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import io
 import json
+import logging
+import math
 import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pandas as pd
 import torch
 
@@ -41,7 +48,10 @@ RESULT_COLUMNS = [
     "train_examples",
     "train_seconds",
     "eval_seconds",
+    "diverged",
+    "checksum",
 ]
+LOG = logging.getLogger("lthutils")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -66,9 +76,13 @@ def _umask() -> int:
 
 
 def remove_stale_temporaries(*folders: Path) -> None:
-    """Delete temporary files a killed write_atomic left behind (they were never renamed into place)."""
+    """Delete temporary files a killed write_atomic left in these folders (not below them).
+
+    Call it only while holding the locks of every writer of those folders (RunStore.locked and
+    RunStore.claim), or it may delete another process's file in the middle of its write.
+    """
     for folder in folders:
-        for stale in Path(folder).rglob(".*.tmp"):
+        for stale in Path(folder).glob(".*.tmp"):
             stale.unlink(missing_ok=True)
 
 
@@ -76,23 +90,88 @@ def write_json(path: Path, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _digest(value: Any) -> str:
+    """sha256 of a dict of tensors and plain values: names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+
+    def feed(item: Any) -> None:
+        if isinstance(item, dict):
+            for key in sorted(item):
+                digest.update(repr(key).encode())
+                feed(item[key])
+        elif isinstance(item, torch.Tensor):
+            digest.update(f"{item.dtype}{tuple(item.shape)}".encode())
+            digest.update(item.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(item).encode())
+
+    feed(value)
+    return digest.hexdigest()
+
+
 def save_tensors(path: Path, value: dict[str, Any]) -> None:
-    """torch.save a dict of tensors and plain values atomically."""
+    """torch.save a dict of tensors and plain values atomically, with its checksum inside."""
     buffer = io.BytesIO()
-    torch.save(value, buffer)
+    torch.save({**value, "sha256": _digest(value)}, buffer)
     write_atomic(path, buffer.getvalue())
 
 
 def load_tensors(path: Path) -> dict[str, Any]:
-    """torch.load with weights_only=True: a file that would run code is refused."""
+    """torch.load with weights_only=True (a file that would run code is refused), checksum verified."""
     if not path.is_file():
         raise ConfigError("ticket", str(path), "an existing ticket file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ConfigError(
             "ticket", str(path), "a ticket file torch can read with weights_only=True (this one is corrupt or unsafe)"
         ) from error
+    if not isinstance(content, dict) or content.pop("sha256", None) != _digest(content):
+        raise ConfigError("ticket", str(path), "a ticket file that matches its checksum (this one is damaged)")
+    return content
+
+
+def _row_checksum(row: dict[str, Any]) -> str:
+    """A digest of a row's values as read back from CSV: numbers as floats, missing values left out."""
+
+    def canonical(value: Any) -> str:
+        if isinstance(value, (bool, numpy.bool_)):
+            return str(bool(value))
+        if isinstance(value, str) or value is None:
+            return str(value)
+        number = float(value)
+        return "" if math.isnan(number) else repr(number)
+
+    values = {key: canonical(value) for key, value in row.items() if key != "checksum"}
+    text = json.dumps({key: value for key, value in values.items() if value not in ("", "None")}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """The rows of a results.csv that pass their checksum; each other row is logged, naming the
+    file, as to be recomputed (a run leaves it out of what is done)."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        LOG.warning("%s is damaged (%s): all its rows will be recomputed", path, str(error).splitlines()[0])
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    if frame.empty or "checksum" not in frame:
+        if not frame.empty:
+            LOG.warning("%s has no checksums (damaged or not lthutils'): all its rows will be recomputed", path)
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    good = [_row_checksum(row) == row["checksum"] for row in frame.to_dict("records")]
+    for row in frame[[not ok for ok in good]].to_dict("records"):
+        LOG.warning(
+            "%s: the row of seed %s round %s kind %s fails its checksum (damaged): it will be recomputed",
+            path,
+            row.get("seed"),
+            row.get("round"),
+            row.get("kind"),
+        )
+    if all(good):
+        return frame
+    # read again without the bad rows, so that their debris does not change a column's type
+    return pd.read_csv(path, skiprows=[1 + index for index, ok in enumerate(good) if not ok])
 
 
 class RunStore:
@@ -105,18 +184,56 @@ class RunStore:
         self.results_path = self.dir / "results.csv"
 
     def results(self) -> pd.DataFrame:
+        """The run's rows that pass their checksums (read_results)."""
         if not self.results_path.exists():
             return pd.DataFrame(columns=RESULT_COLUMNS)
-        return pd.read_csv(self.results_path)
+        return read_results(self.results_path)
 
     def done(self) -> set[tuple[int, int, str]]:
         """(seed, round, kind) of every finished row."""
         frame = self.results()
         return {(int(s), int(r), str(k)) for s, r, k in zip(frame["seed"], frame["round"], frame["kind"])}
 
-    def append(self, row: dict[str, Any]) -> None:
-        frame = pd.concat([self.results(), pd.DataFrame([{"run_id": self.run_id, **row}])], ignore_index=True)
-        write_atomic(self.results_path, frame.to_csv(index=False).encode())
+    def append(self, *rows: dict[str, Any]) -> None:
+        """Add rows; processes working on other seeds of the run may append at the same time."""
+        if not rows:
+            return
+        with self.locked():
+            added = [{"run_id": self.run_id, **row} for row in rows]
+            added = pd.DataFrame([{**row, "checksum": _row_checksum(row)} for row in added])
+            frame = pd.concat([self.results(), added], ignore_index=True)
+            write_atomic(self.results_path, frame.to_csv(index=False).encode())
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run's lock, briefly, for the files every seed shares (results.csv, config.json...)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            yield
+
+    @contextlib.contextmanager
+    def claim(self, seeds: tuple[int, ...]) -> Iterator[None]:
+        """Hold these seeds of the run for the whole of the work on them; raise ConfigError at
+        once if another process holds one (two runs of one seed would write the same files)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as held:
+            for seed in seeds:
+                handle = held.enter_context(open(self.dir / f".seed{seed}.lock", "a+"))
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.seek(0)
+                    raise ConfigError(
+                        "run",
+                        str(self.dir),
+                        f"one process per seed: seed {seed} is being trained by process {handle.read().strip()}; "
+                        "wait for it or stop it",
+                    ) from None
+                handle.truncate(0)
+                handle.write(f"{os.getpid()} on {platform.node()}")
+                handle.flush()
+            yield
 
     def ticket_path(self, seed: int, round_index: int) -> Path:
         return self.ticket_dir / f"seed{seed}" / f"round{round_index}.pt"
@@ -156,7 +273,7 @@ def summarize(path: Path) -> str:
     test accuracy (percent) at the early-stopping iteration and at the end of training."""
     if not Path(path).is_file():
         raise ConfigError("results", str(path), "an existing results.csv")
-    frame = pd.read_csv(path)
+    frame = read_results(path)
     kinds = [k for k in ("ticket", "reinit", "random_mask") if k in set(frame["kind"])]
     table = frame.groupby("round").agg(weights_remaining=("weights_remaining", "first"))
     table["weights remaining (%)"] = (100 * table.pop("weights_remaining")).map("{:.1f}".format)
@@ -169,6 +286,11 @@ def summarize(path: Path) -> str:
             table[f"{kind} {label}"] = text
     table["seeds"] = frame.groupby("round")["seed"].nunique()
     markdown = table.fillna("").reset_index().to_markdown(index=False, disable_numparse=True)
+    diverged = frame[frame["diverged"].astype(bool)] if "diverged" in frame else frame.iloc[:0]
+    if len(diverged):
+        markdown += f"\n\n{len(diverged)} of {len(frame)} training runs diverged (validation loss not finite): " + (
+            ", ".join(f"seed {r.seed} round {r['round']} {r.kind}" for _, r in diverged.iterrows())
+        )
     return markdown + _margins(frame)
 
 

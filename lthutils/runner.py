@@ -100,6 +100,10 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
         raise ConfigError("parameters", parameters, "a mapping of notebook parameters").located(where)
     defaults = notebook_defaults(NOTEBOOKS_DIR / question.notebook)
     for key, value in parameters.items():
+        if key == "scheduler":  # where the work runs is the command's choice, not the study's
+            raise ConfigError(key, value, "no scheduler in a parameter file: use run / run-all --scheduler").located(
+                where
+            )
         if key not in defaults:
             allowed = f"a parameter of {question.notebook}: " + ", ".join(defaults)
             raise ConfigError(key, value, allowed).located(where)
@@ -118,14 +122,16 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
 def plan(parameter_file: ParameterFile) -> list[study.Unit]:
     """The units of work the notebook will run with these parameters."""
     values = {**parameter_file.defaults, **parameter_file.parameters}
+    del values["scheduler"]  # where the units run, not what they are
     for name in ("exp_root", "model_root"):  # the notebook runs in notebooks/: its relative paths start there
         if not os.path.isabs(values[name]):
             values[name] = os.path.normpath(NOTEBOOKS_DIR / values[name])
     return parameter_file.question.plan(**values)
 
 
-def run(parameter_file: ParameterFile, output_dir: str | Path) -> Path:
-    """Execute the notebook with papermill; return the executed notebook's path."""
+def run(parameter_file: ParameterFile, output_dir: str | Path, scheduler_address: str | None = None) -> Path:
+    """Execute the notebook with papermill; return the executed notebook's path. With a Dask
+    `scheduler_address`, the notebook submits its units there (its `scheduler` parameter)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     name = parameter_file.output_name()
@@ -139,7 +145,7 @@ def run(parameter_file: ParameterFile, output_dir: str | Path) -> Path:
         papermill.execute_notebook(
             str(parameter_file.notebook),
             str(running),
-            parameters=parameter_file.parameters,
+            parameters={**parameter_file.parameters, **({"scheduler": scheduler_address} if scheduler_address else {})},
             kernel_name=KERNEL,
             progress_bar=True,
             log_output=True,
@@ -165,18 +171,29 @@ def run(parameter_file: ParameterFile, output_dir: str | Path) -> Path:
     return done
 
 
-def run_all(folder: str | Path, output_dir: str | Path) -> list[Path]:
-    """Check every *.yaml in `folder` first, then run them all in name order; raise NotebookError
-    naming every failure after the others have run."""
-    files = sorted(Path(folder).glob("*.yaml"))
-    if not files:
-        raise ConfigError("folder", str(folder), "a folder holding *.yaml parameter files")
+def run_all(
+    paths: list[Path], output_dir: str | Path, scheduler: str = "local", workers: int | None = None
+) -> list[Path]:
+    """Check every parameter file first (each path a file, or a folder of *.yaml run in name
+    order), then run them all, their units on `scheduler` (cluster.session: 'local', 'none' or an
+    address); raise NotebookError naming every failure after the others have run."""
+    from lthutils import cluster  # dask: only when notebooks run
+
+    cluster.check_scheduler(scheduler, workers)
+    files = []
+    for path in map(Path, paths):
+        found = sorted(path.glob("*.yaml")) if path.is_dir() else [path] if path.suffix in (".yaml", ".yml") else []
+        if not found:
+            raise ConfigError("folder", str(path), "a folder holding *.yaml parameter files")
+        files += found
+    parameter_files = [load_parameter_file(path) for path in files]
     executed, failures = [], []
-    for parameter_file in [load_parameter_file(path) for path in files]:
-        try:
-            executed.append(run(parameter_file, output_dir))
-        except NotebookError as error:
-            failures.append(str(error))
+    with cluster.session(scheduler, workers) as address:
+        for parameter_file in parameter_files:
+            try:
+                executed.append(run(parameter_file, output_dir, address))
+            except NotebookError as error:
+                failures.append(str(error))
     if failures:
         raise NotebookError(f"{len(failures)} of {len(files)} notebooks failed: " + " | ".join(failures))
     return executed

@@ -8,6 +8,7 @@ reads those plan files, so a notebook and the report show the same rows, figures
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import pandas as pd
 from lthutils import analysis
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.experiments import evaluate_tickets, find_tickets, prepare
-from lthutils.results import write_json
+from lthutils.results import read_results, write_json
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,22 @@ class Unit:
         else:
             evaluate_tickets(self.tickets(), self.config)
 
+    def for_seed(self, seed: int) -> Unit:
+        """The part of this unit that one seed needs: a cluster's task."""
+        return Unit(dataclasses.replace(self.config, seeds=(seed,)), self.source)
+
+    def relocated(self, exp_root: str, model_root: str) -> Unit:
+        """This unit writing to (and reading tickets from) other roots."""
+        source = None if self.source is None else dataclasses.replace(self.source, model_root=model_root)
+        return Unit(dataclasses.replace(self.config, exp_root=exp_root, model_root=model_root), source)
+
+    def describe(self) -> str:
+        """What the unit does, by run id, for a progress line or an error."""
+        seeds = ",".join(map(str, self.config.seeds))
+        if self.source is None:
+            return f"{self.config.name}: search {self.config.run_id()} seeds {seeds}"
+        return f"{self.config.name}: tickets of {self.source.run_id()} trained as {self.config.run_id()} seeds {seeds}"
+
 
 def check(units: list[Unit]) -> None:
     """Every data-dependent check of every unit (dataset available, sizes), before any work."""
@@ -51,11 +68,21 @@ def check(units: list[Unit]) -> None:
         prepare(config)
 
 
-def run(units: list[Unit]) -> pd.DataFrame:
-    """Check, then run the units (finders first), record the plan, and return its rows."""
+def run(units: list[Unit], scheduler: str | None = None) -> pd.DataFrame:
+    """Check, then run the units (finders first), record the plan, and return its rows.
+
+    `scheduler`: None runs them here, one after another; a Dask scheduler's address (such as
+    `run-all --scheduler local` passes to the notebooks) runs each seed of each unit as a task
+    there (lthutils.cluster).
+    """
     check(units)
-    for unit in sorted(units, key=lambda u: u.source is not None):
-        unit.run()
+    if scheduler is None:
+        for unit in sorted(units, key=lambda u: u.source is not None):
+            unit.run()
+    else:
+        from lthutils import cluster  # dask: only when a scheduler is used
+
+        cluster.run_units(units, scheduler)
     results = collect([unit.results_path for unit in units])
     exp_root = Path(units[0].config.exp_root)
     paths = sorted(str(unit.results_path.relative_to(exp_root)) for unit in units)
@@ -76,7 +103,7 @@ def plans(exp_root: str | Path) -> dict[str, list[pd.DataFrame]]:
 
 def collect(results_paths: list[Path]) -> pd.DataFrame:
     """The rows of these results.csv files, tidy."""
-    return tidy(pd.concat([pd.read_csv(path) for path in results_paths], ignore_index=True))
+    return tidy(pd.concat([read_results(path) for path in results_paths], ignore_index=True))
 
 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
@@ -230,6 +257,10 @@ def plan_q4(
     return units
 
 
+def _noting_divergence(conclude: Callable[[pd.DataFrame], str]) -> Callable[[pd.DataFrame], str]:
+    return lambda frame: conclude(frame) + analysis.divergence_note(frame)
+
+
 @dataclass(frozen=True)
 class Question:
     """A research question: its notebook, its plan, and what it shows (figures and conclusion)."""
@@ -251,7 +282,7 @@ QUESTIONS = {
             "Q1: do winning tickets beat reinit at every model scale?",
             plan_q1,
             analysis.figures_q1,
-            analysis.conclude_q1,
+            _noting_divergence(analysis.conclude_q1),
         ),
         Question(
             "q2",
@@ -259,7 +290,7 @@ QUESTIONS = {
             "Q2: do tickets found on one dataset work on another?",
             plan_q2,
             functools.partial(analysis.figures_transfer, axis="dataset", key="q2"),
-            functools.partial(analysis.conclude_transfer, axis="dataset"),
+            _noting_divergence(functools.partial(analysis.conclude_transfer, axis="dataset")),
         ),
         Question(
             "q3",
@@ -267,7 +298,7 @@ QUESTIONS = {
             "Q3: do tickets found with one optimizer work with another?",
             plan_q3,
             functools.partial(analysis.figures_transfer, axis="optimizer", key="q3"),
-            functools.partial(analysis.conclude_transfer, axis="optimizer"),
+            _noting_divergence(functools.partial(analysis.conclude_transfer, axis="optimizer")),
         ),
         Question(
             "q4",
@@ -275,7 +306,7 @@ QUESTIONS = {
             "Q4: do tickets found with few samples work on the whole training set?",
             plan_q4,
             analysis.figures_q4,
-            analysis.conclude_q4,
+            _noting_divergence(analysis.conclude_q4),
         ),
     )
 }

@@ -39,6 +39,7 @@ class TrainResult:
     eval_seconds: float = 0.0
     nonzero_weights: int = 0
     nonzero_by_layer: dict[str, int] = field(default_factory=dict)
+    diverged: bool = False  # a validation loss was NaN or infinite: the run's accuracies mean nothing
     # (iteration, val_loss, test_acc); test_acc is only measured at new validation minima and at the end
     history: list[tuple[int, float, float]] = field(default_factory=list)
     rewind_state: dict[str, torch.Tensor] | None = None
@@ -50,15 +51,22 @@ class TrainResult:
     def record(self, step: int, val_loss: float, test_acc: float) -> None:
         """Log an evaluation; the least validation loss so far sets the early-stopping point."""
         self.history.append((step, val_loss, test_acc))
+        self.diverged = self.diverged or not math.isfinite(val_loss)
         if val_loss < self.best_val_loss:
             self.best_val_loss = val_loss
             self.early_stop_iter, self.test_acc_at_early_stop = step, test_acc
         self.val_loss, self.test_acc = val_loss, test_acc
 
     def finish(self, model: nn.Module, mask: Mask, train_seconds: float, eval_seconds: float) -> None:
-        """Record the times and the non-zero weights, checking that the mask held."""
+        """Record the times and the non-zero weights, checking that the mask held (a diverged run's
+        NaN gradients, times the mask's zeros, are NaN: its weights are not checked, nor its final
+        accuracy kept)."""
         self.train_seconds, self.eval_seconds = train_seconds, eval_seconds
-        self.nonzero_by_layer = check_mask_holds(model, mask)
+        if self.diverged:
+            self.test_acc = math.nan
+            self.nonzero_by_layer = mask.alive()
+        else:
+            self.nonzero_by_layer = check_mask_holds(model, mask)
         self.nonzero_weights = sum(self.nonzero_by_layer.values())
 
 

@@ -43,7 +43,14 @@ def test_imp_writes_every_round_and_kind(tiny):
     assert (frame["test_acc"] > 0.3).all()  # 300 real images, one epoch: well above chance (0.1)
     assert sorted(p.name for p in (tickets / "seed0").iterdir()) == ["round0.pt", "round1.pt", "round2.pt"]
     folder = tickets.parent.parent / "exp_result" / "tiny" / tiny.run_id()
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "provenance.json", "results.csv"]
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == [
+        ".lock",
+        ".seed0.lock",
+        "config.json",
+        "provenance.json",
+        "results.csv",
+    ]  # and the run's hidden lock files
 
 
 def test_init_reset_restores_theta_0_on_survivors(tiny):

@@ -133,5 +133,6 @@ def test_committed_notebooks_are_clean_with_one_parameters_cell():
 def test_notebook_parameters_are_the_plans_parameters():
     for question in study.QUESTIONS.values():
         defaults = notebook_defaults(NOTEBOOKS_DIR / question.notebook)
+        assert defaults.pop("scheduler") is None  # where the units run: study.run's, not the plan's
         units = question.plan(**{**defaults, "exp_root": "/nowhere", "model_root": "/nowhere"})
         assert units and all(unit.config.exp_root == "/nowhere" for unit in units)

@@ -40,8 +40,9 @@ def test_summary_averages_over_seeds(tmp_path):
             (1, 1, "reinit", 0.6),
         ]
     ]
-    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
-    lines = summarize(tmp_path / "results.csv").splitlines()
+    store = RunStore(tmp_path, "summary", "run-1", tmp_path)
+    store.append(*rows)
+    lines = summarize(store.results_path).splitlines()
     assert "85.00 ± 7.07" in lines[2] and "100.0" in lines[2]
     assert "80.00 ± 14.14" in lines[3] and "55.00 ± 7.07" in lines[3] and "80.0" in lines[3]
     assert lines[-1] == (

@@ -42,6 +42,7 @@ def q1(**parameters):
             "{path}: controls=['random_mask'] is not allowed: expected a list with 'reinit'",
         ),
         (q1(models=["lenet5", "lenet5"]), "{path}: models=['lenet5', 'lenet5'] is not allowed: expected a non-empty"),
+        (q1(scheduler="local"), "{path}: scheduler='local' is not allowed: expected no scheduler in a parameter file"),
         (q1(rate=1.5), "{path}: prune_rate=1.5 is not allowed: expected a fraction strictly between 0 and 1"),
         (q1(models=["fc:axb"]), "{path}: models='fc:axb' is not allowed: expected 'fc:<layers>x<neurons>'"),
         (q1(models=["resnet"]), "{path}: model='resnet' is not allowed: expected one of fc, lenet300"),
