@@ -43,6 +43,7 @@ SCHEDULERS = "'local' (a Dask LocalCluster here), 'none' (no Dask) or a schedule
 TORCH_THREADS = "LTHUTILS_TORCH_THREADS"  # set on workers: torch threads per task (Dask's default: 1)
 CONNECT_SECONDS = 30
 
+RUN_FILES = ("results.csv", "provenance.json")  # what a task on another filesystem sends back of its run folder
 Files = dict[str, dict[str, bytes]]  # {"exp": {path under exp_root: bytes}, "models": {path under model_root: ...}}
 
 
@@ -194,11 +195,10 @@ def run_task(task: Unit, files: Files | None, upstream: Files | None) -> Files |
         local = task.relocated(str(exp_root), str(model_root))
         local.run()
         run_dir = local.results_path.parent
-        wrote = {"exp": {str(p.relative_to(exp_root)): p.read_bytes() for p in run_dir.glob("*") if p.is_file()}}
-        found = local.tickets()
-        ticket_files = [found / SOURCE_FILE, *found.glob(f"seed{task.config.seeds[0]}/*.pt")]
-        wrote["models"] = {} if task.source else {str(p.relative_to(model_root)): p.read_bytes() for p in ticket_files}
-        return wrote
+        return {
+            "exp": {str(run_dir.relative_to(exp_root) / name): (run_dir / name).read_bytes() for name in RUN_FILES},
+            "models": {} if task.source else _ticket_files(local.tickets(), task.config.seeds[0]),
+        }
 
 
 def _files_for(task: Unit, with_source_tickets: bool) -> Files:
@@ -209,11 +209,14 @@ def _files_for(task: Unit, with_source_tickets: bool) -> Files:
     if task.results_path.is_file():
         files["exp"][str(task.results_path.relative_to(exp_root))] = task.results_path.read_bytes()
     if task.source is None or with_source_tickets:
-        tickets = task.tickets()
-        for path in [tickets / SOURCE_FILE, *tickets.glob(f"seed{task.config.seeds[0]}/*.pt")]:
-            if path.is_file():
-                files["models"][str(path.relative_to(tickets.parent))] = path.read_bytes()
+        files["models"] = _ticket_files(task.tickets(), task.config.seeds[0])
     return files
+
+
+def _ticket_files(tickets: Path, seed: int) -> dict[str, bytes]:
+    """A ticket folder's source.json and one seed's tickets, by path under the model root."""
+    paths = [tickets / SOURCE_FILE, *sorted(tickets.glob(f"seed{seed}/*.pt"))]
+    return {str(path.relative_to(tickets.parent)): path.read_bytes() for path in paths if path.is_file()}
 
 
 def write_back(task: Unit, wrote: Files) -> None:
@@ -225,7 +228,7 @@ def write_back(task: Unit, wrote: Files) -> None:
             write_atomic(path, data)
     config = task.config.resolved()
     store = RunStore(config.exp_root, config.name, task.results_path.parent.name, config.model_root)
-    files = {Path(relative).name: data for relative, data in wrote["exp"].items()}
+    files = {Path(relative).name: data for relative, data in wrote["exp"].items()}  # RUN_FILES
     with store.locked():
         record_config(store, config)
         write_atomic(store.dir / "provenance.json", files["provenance.json"])
