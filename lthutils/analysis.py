@@ -25,18 +25,6 @@ def plan_id(frame: pd.DataFrame) -> str:
     return hashlib.sha256(" ".join(sorted(frame["run_id"].unique())).encode()).hexdigest()[:8]
 
 
-def divergence_note(frame: pd.DataFrame) -> str:
-    """A sentence naming the training runs that diverged (validation loss NaN or infinite), if any."""
-    if "diverged" not in frame or not frame["diverged"].fillna(False).astype(bool).any():
-        return ""
-    diverged = frame[frame["diverged"].fillna(False).astype(bool)]
-    runs = ", ".join(f"{r.run_id} seed {r.seed} round {r['round']} {r.kind}" for _, r in diverged.iterrows())
-    return (
-        f"\n\n{len(diverged)} of {len(frame)} training runs diverged (validation loss not finite) and are "
-        f"left out of the figures' lines: {runs}."
-    )
-
-
 def _stem(frame: pd.DataFrame, key: str) -> str:
     return f"{key}-{plan_id(frame)}"
 
@@ -47,6 +35,7 @@ def pruned_margins(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     means = pruned.pivot_table(
         index=[*by, "round", "weights_remaining_pct"], columns="kind", values="test_acc_at_early_stop", aggfunc="mean"
     )
+    means = means.reindex(columns=means.columns.union(["ticket", "reinit"]))  # a kind whose every run diverged
     means = 100 * means.dropna(subset=["ticket", "reinit"])
     means["margin"] = means["ticket"] - means["reinit"]
     return means.reset_index()

@@ -286,12 +286,19 @@ def summarize(path: Path) -> str:
             table[f"{kind} {label}"] = text
     table["seeds"] = frame.groupby("round")["seed"].nunique()
     markdown = table.fillna("").reset_index().to_markdown(index=False, disable_numparse=True)
-    diverged = frame[frame["diverged"].astype(bool)] if "diverged" in frame else frame.iloc[:0]
-    if len(diverged):
-        markdown += f"\n\n{len(diverged)} of {len(frame)} training runs diverged (validation loss not finite): " + (
-            ", ".join(f"seed {r.seed} round {r['round']} {r.kind}" for _, r in diverged.iterrows())
-        )
-    return markdown + _margins(frame)
+    return markdown + divergence_note(frame) + _margins(frame)
+
+
+def divergence_note(frame: pd.DataFrame) -> str:
+    """A sentence naming the training runs that diverged (validation loss NaN or infinite), or ''."""
+    diverged = frame[frame["diverged"].fillna(False).astype(bool)] if "diverged" in frame else frame.iloc[:0]
+    if diverged.empty:
+        return ""
+    runs = ", ".join(f"{r.run_id} seed {r.seed} round {r['round']} {r.kind}" for _, r in diverged.iterrows())
+    return (
+        f"\n\n{len(diverged)} of {len(frame)} training runs diverged (validation loss not finite); "
+        f"figures leave them out of their lines: {runs}."
+    )
 
 
 def _margins(frame: pd.DataFrame) -> str:

@@ -20,7 +20,7 @@ import pandas as pd
 from lthutils import analysis
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.experiments import evaluate_tickets, find_tickets, prepare
-from lthutils.results import read_results, write_json
+from lthutils.results import divergence_note, read_results, write_json
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ def plan_q4(
 
 
 def _noting_divergence(conclude: Callable[[pd.DataFrame], str]) -> Callable[[pd.DataFrame], str]:
-    return lambda frame: conclude(frame) + analysis.divergence_note(frame)
+    return lambda frame: conclude(frame) + divergence_note(frame)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lthutils import plots, study
 from lthutils.config import ExperimentConfig
 from lthutils.lottery import Ticket, kinds_at
 from lthutils.results import RunStore, read_results
@@ -240,5 +241,9 @@ def test_a_diverging_run_is_recorded_and_the_study_goes_on(tmp_path):
     assert frame.loc[frame["diverged"], "test_acc"].isna().all()  # no accuracy to average in
     assert frame.loc[~frame["diverged"], "test_acc"].notna().all()
     assert "training runs diverged (validation loss not finite)" in result.stdout
+    tidy = study.collect(list((tmp_path / "exp_result" / "hot").glob("*/results.csv")))
+    assert "diverged (validation loss not finite)" in study.QUESTIONS["q1"].conclude(tidy)  # report and notebook
+    figure = plots.accuracy_vs_sparsity(tidy)
+    assert any("diverged training run(s)" in text.get_text() for text in figure.texts)
     calm = run(tmp_path, [*args, "--name", "calm", "--optimizer", "sgd", "--lr", "0.05"])
     assert calm.returncode == 0 and not rows(tmp_path, "calm")["diverged"].any()
