@@ -116,7 +116,7 @@ def run_units(units: list[Unit], address: str, shared_filesystem: bool | None = 
         shared = _workers_share_files(client, units) if shared_filesystem is None else shared_filesystem
         pending = [
             (unit.for_seed(seed), None if unit.source is None else (unit.source.run_id(), seed))
-            for unit in sorted(units, key=lambda u: u.source is not None)
+            for unit in sorted((u.absolute() for u in units), key=lambda u: u.source is not None)
             for seed in unit.config.seeds
         ]
         total, searches, running, failures = len(pending), {}, {}, []

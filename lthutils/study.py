@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,16 @@ class Unit:
     def for_seed(self, seed: int) -> Unit:
         """The part of this unit that one seed needs: a cluster's task."""
         return Unit(dataclasses.replace(self.config, seeds=(seed,)), self.source)
+
+    def absolute(self) -> Unit:
+        """This unit with absolute folders, to run where the working directory differs (a worker)."""
+
+        def absolute(config: ExperimentConfig) -> ExperimentConfig:
+            folders = {name: os.path.abspath(getattr(config, name)) for name in ("exp_root", "model_root")}
+            data_root = None if config.data_root is None else os.path.abspath(config.data_root)
+            return dataclasses.replace(config, data_root=data_root, **folders)
+
+        return Unit(absolute(self.config), None if self.source is None else absolute(self.source))
 
     def relocated(self, exp_root: str, model_root: str) -> Unit:
         """This unit writing to (and reading tickets from) other roots."""

@@ -87,6 +87,15 @@ def test_grid_on_a_cluster_equals_the_sequential_run(tmp_path, sequential, local
 
 
 @pytest.mark.slow
+def test_relative_folders_mean_the_clients_folders(tmp_path, sequential, local_cluster, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the workers started elsewhere: relative folders must not reach them as such
+    units = q3_units(Path("."))
+    assert units[0].config.exp_root == "exp_result"
+    cluster.run_units(units, local_cluster.scheduler_address)
+    assert_same_results(tmp_path, sequential)
+
+
+@pytest.mark.slow
 def test_study_run_resumes_on_a_cluster_without_recomputing(tmp_path, sequential, local_cluster):
     units = q3_units(tmp_path)
     study.run(units, scheduler=local_cluster.scheduler_address)
