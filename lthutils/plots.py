@@ -50,7 +50,7 @@ def _curves(data: pd.DataFrame, y: str, hue: str, hue_order: list | None, **face
     """Mean-and-band lines against weights remaining: colour by `hue`, line style by kind.
     Diverged runs are left out of the lines and counted under the figure."""
     kinds = [k for k in ("ticket", "reinit", "random_mask") if k in set(data["kind"])]
-    diverged = data["diverged"].fillna(False).astype(bool) if "diverged" in data else pd.Series(False, data.index)
+    diverged = data["diverged"].eq(True) if "diverged" in data else pd.Series(False, data.index)
     grid = sns.relplot(
         data=data[~diverged],
         x="weights_remaining_pct",

@@ -291,7 +291,7 @@ def summarize(path: Path) -> str:
 
 def divergence_note(frame: pd.DataFrame) -> str:
     """A sentence naming the training runs that diverged (validation loss NaN or infinite), or ''."""
-    diverged = frame[frame["diverged"].fillna(False).astype(bool)] if "diverged" in frame else frame.iloc[:0]
+    diverged = frame[frame["diverged"].eq(True)] if "diverged" in frame else frame.iloc[:0]
     if diverged.empty:
         return ""
     runs = ", ".join(f"{r.run_id} seed {r.seed} round {r['round']} {r.kind}" for _, r in diverged.iterrows())

@@ -56,13 +56,14 @@ def _written_name(fd: int) -> str:
 fsync, replace = os.fsync, os.replace
 
 
+WRITES = {"results": "write results.csv", "config": "write config.json", "provenance": "write provenance"}
+WRITES["source"] = "write source.json"
+
+
 def fsync_then_maybe_die(fd: int) -> None:
     fsync(fd)  # the temporary file is complete on disk, not yet renamed into place
     name = _written_name(fd)
-    reach(
-        {"results": "write results.csv", "config": "write config.json", "provenance": "write provenance"}.get(name, "")
-    )
-    reach("write source.json" if name == "source" else "write ticket" if name.startswith("round") else "")
+    reach("write ticket" if name.startswith("round") else WRITES.get(name, ""))
 
 
 def replace_and_maybe_die(source: str, target: str) -> None:
