@@ -1,4 +1,4 @@
-"""Command line: `python -m lthutils imp|evaluate|summarize|data`.
+"""Command line: `python -m lthutils imp|evaluate|summarize|data|run|run-all|report`.
 
 A user mistake (ConfigError) prints one line on stderr and exits with code 2, before any work.
 """
@@ -147,12 +147,9 @@ def _run_notebooks(args: argparse.Namespace) -> int:
     from lthutils import runner  # papermill: only for the notebook commands
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # runner.run lets papermill's INFO through
-    try:
+    try:  # a ConfigError reaches main's handler
         paths = [args.parameter_file] if args.command == "run" else [args.folder]
         executed = runner.run_all(paths, args.output_dir, args.scheduler, args.workers)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except (runner.NotebookError, OSError) as error:  # OSError: a cluster that would not start
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -3,8 +3,9 @@
 A task is one seed of one unit (`Unit.for_seed`): that seed's ticket search on a setting, or its
 tickets trained on another setting; a transfer task waits for the search task that finds its
 tickets. Each worker process runs one task at a time with torch's threads capped, so workers
-never oversubscribe the cores. Dask reruns the task of a worker that dies on another worker, and
-the rerun resumes from whatever the dead one finished.
+never oversubscribe the cores. Dask reruns the task of a worker that dies on another worker; on
+a shared filesystem the rerun resumes from whatever the dead one finished, otherwise it starts
+again from the files the client sent.
 
 Where results are written is decided once per `run_units` call:
 - workers that see the client's files (a LocalCluster; a cluster on a shared filesystem):
@@ -17,7 +18,7 @@ Where results are written is decided once per `run_units` call:
 from __future__ import annotations
 
 import contextlib
-import io
+import json
 import logging
 import os
 import re
@@ -28,13 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 from lthutils.config import ConfigError
-from lthutils.experiments import SOURCE_FILE, record_config
-from lthutils.results import RunStore, write_atomic
+from lthutils.experiments import SOURCE_FILE, record_run
+from lthutils.results import RunStore, read_results, write_atomic
 
 if TYPE_CHECKING:
     from lthutils.study import Unit
@@ -43,7 +43,7 @@ SCHEDULERS = "'local' (a Dask LocalCluster here), 'none' (no Dask) or a schedule
 TORCH_THREADS = "LTHUTILS_TORCH_THREADS"  # set on workers: torch threads per task (Dask's default: 1)
 CONNECT_SECONDS = 30
 
-RUN_FILES = ("results.csv", "provenance.json")  # what a task on another filesystem sends back of its run folder
+RUN_FILES = ("results.csv", "provenance.json")  # what a task on another filesystem sends back of its run
 Files = dict[str, dict[str, bytes]]  # {"exp": {path under exp_root: bytes}, "models": {path under model_root: ...}}
 
 
@@ -82,7 +82,7 @@ def local_cluster(workers: int, torch_threads: int) -> Iterator[str]:
 
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which also pins glibc's mmap
     # threshold: every torch buffer over 128 KiB is then mapped and faulted in anew at every
-    # step, and a task takes 1.5x as long (measured: 12.7 s against 8.7 s). None unsets it.
+    # step, and training runs markedly slower. None unsets it.
     with (
         dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
         LocalCluster(
@@ -104,7 +104,7 @@ def run_units(units: list[Unit], address: str, shared_filesystem: bool | None = 
 
     Tasks are handed to the scheduler only as worker threads free up: submitted all at once,
     Dask places them on workers before knowing how long they take and does not move them to a
-    worker that falls idle (measured: one of 2 workers idle for half of a 4-task grid).
+    worker that falls idle (seen: one of 2 workers idle for half of a 4-task grid).
     """
     from distributed import Client, as_completed
 
@@ -114,44 +114,49 @@ def run_units(units: list[Unit], address: str, shared_filesystem: bool | None = 
         raise ConfigError("scheduler", address, f"a reachable Dask scheduler ({error})") from error
     with client:
         shared = _workers_share_files(client, units) if shared_filesystem is None else shared_filesystem
-        pending = [
-            (unit.for_seed(seed), None if unit.source is None else (unit.source.run_id(), seed))
+        pending = [  # (task, the search it needs or None, the search it is or None)
+            (
+                unit.for_seed(seed),
+                None if unit.source is None else (unit.source.run_id(), seed),
+                (unit.config.run_id(), seed) if unit.source is None else None,
+            )
             for unit in sorted((u.absolute() for u in units), key=lambda u: u.source is not None)
             for seed in unit.config.seeds
         ]
-        total, searches, running, failures = len(pending), {}, {}, []
+        total, running, failures = len(pending), {}, []
+        settled = {}  # search -> whether it succeeded, once its results are written here
         finished = as_completed()
 
         def submit_ready() -> None:
-            while pending and len(running) < max(1, sum(client.nthreads().values())):
-                waiting = {(t.config.run_id(), t.config.seeds[0]) for t, needs in pending if needs is None}
-                ready = [
-                    (task, needs)
-                    for task, needs in pending
-                    if needs is None or (needs not in waiting and (needs not in searches or searches[needs].done()))
-                ]
-                if not ready:
+            threads = max(1, sum(client.nthreads().values()))
+            while pending and len(running) < threads:
+                unsettled = {search for _, _, search in pending + list(running.values()) if search}
+                item = next((item for item in pending if item[1] not in unsettled), None)
+                if item is None:
                     return
-                task, needs = ready[0]
-                pending.remove(ready[0])
-                upstream = searches.get(needs)
-                files = None if shared else _files_for(task, with_source_tickets=upstream is None)
+                pending.remove(item)
+                task, needs, search = item
+                if settled.get(needs) is False:
+                    failures.append(f"- {task.describe()}: not run, because the search for its tickets failed")
+                    bar.update()
+                    continue
+                files = None if shared else _files_for(task)  # a transfer's tickets are written here by now
                 key = f"{task.describe()}-{secrets.token_hex(4)}"
-                future = client.submit(run_task, task, files, upstream, key=key, pure=False)
-                if task.source is None:
-                    searches[(task.config.run_id(), task.config.seeds[0])] = future
-                running[future] = (task, upstream)
+                future = client.submit(run_task, task, files, key=key, pure=False)
+                running[future] = (task, needs, search)
                 finished.add(future)
 
         where = "in place (workers share this filesystem)" if shared else "by this client (workers send them back)"
         with tqdm(total=total, desc=f"tasks on {address}, results written {where}", mininterval=1.0) as bar:
             submit_ready()
             for future in finished:
-                task, upstream = running.pop(future)
+                task, _, search = running.pop(future)
                 if future.status == "error":
-                    failures.append(_failure(task, future, upstream))
+                    failures.append(_failure(task, future))
                 elif not shared:
                     write_back(task, future.result())
+                if search:
+                    settled[search] = future.status != "error"
                 bar.update()
                 submit_ready()
     if failures:
@@ -161,24 +166,25 @@ def run_units(units: list[Unit], address: str, shared_filesystem: bool | None = 
 
 
 def _workers_share_files(client, units: list[Unit]) -> bool:
-    """True when every worker sees a file this client writes under the first unit's exp_root."""
+    """True when every worker sees a file this client writes under the first unit's exp_root
+    (workers that join later are assumed to be like these)."""
     exp_root = Path(units[0].config.exp_root)
     exp_root.mkdir(parents=True, exist_ok=True)
+    client.wait_for_workers(1, timeout=CONNECT_SECONDS)  # no answer at all must not read as "shared"
     with tempfile.NamedTemporaryFile(dir=exp_root, prefix=".client-") as probe:
-        return all(client.run(os.path.exists, os.path.abspath(probe.name)).values())
+        answers = client.run(os.path.exists, os.path.abspath(probe.name))
+    return bool(answers) and all(answers.values())
 
 
-def _failure(task: Unit, future, upstream) -> str:
-    if upstream is not None and upstream.status == "error":
-        return f"- {task.describe()}: not run, because the search for its tickets failed (above)"
+def _failure(task: Unit, future) -> str:
     error = future.exception()
     trace = "".join(traceback.format_exception(type(error), error, future.traceback()))
     return f"- {task.describe()}\n  config: {task.config.to_dict()}\n  " + trace.replace("\n", "\n  ").rstrip()
 
 
-def run_task(task: Unit, files: Files | None, upstream: Files | None) -> Files | None:
+def run_task(task: Unit, files: Files | None) -> Files | None:
     """A worker's task: run `task` in place (`files` None), or in a scratch folder seeded with
-    `files` and the search task's `upstream` files, returning what it wrote (see write_back)."""
+    `files`, returning its results, provenance and the tickets it made (see write_back)."""
     if TORCH_THREADS in os.environ:
         torch.set_num_threads(int(os.environ[TORCH_THREADS]))
     if files is None:
@@ -186,30 +192,25 @@ def run_task(task: Unit, files: Files | None, upstream: Files | None) -> Files |
         return None
     with tempfile.TemporaryDirectory(prefix="lthutils-task-") as scratch:
         exp_root, model_root = Path(scratch, "exp"), Path(scratch, "models")
-        for root, group in (
-            (exp_root, files["exp"]),
-            (model_root, {**files["models"], **(upstream or {"models": {}})["models"]}),
-        ):
+        for root, group in ((exp_root, files["exp"]), (model_root, files["models"])):
             for relative, data in group.items():
                 write_atomic(root / relative, data)
         local = task.relocated(str(exp_root), str(model_root))
         local.run()
         run_dir = local.results_path.parent
+        tickets = {} if task.source else _ticket_files(local.tickets(), task.config.seeds[0])
         return {
-            "exp": {str(run_dir.relative_to(exp_root) / name): (run_dir / name).read_bytes() for name in RUN_FILES},
-            "models": {} if task.source else _ticket_files(local.tickets(), task.config.seeds[0]),
+            "exp": {name: (run_dir / name).read_bytes() for name in RUN_FILES},
+            "models": {path: data for path, data in tickets.items() if files["models"].get(path) != data},
         }
 
 
-def _files_for(task: Unit, with_source_tickets: bool) -> Files:
-    """What `task` resumes from, for a worker without this filesystem: its results.csv, and the
-    tickets of its seed (its own for a search; its source's, if asked, for a transfer)."""
-    exp_root = Path(task.config.exp_root)
-    files: Files = {"exp": {}, "models": {}}
+def _files_for(task: Unit) -> Files:
+    """What `task` resumes from, for a worker without this filesystem: its results.csv, and its
+    seed's tickets (its own for a search, its source's for a transfer)."""
+    files: Files = {"exp": {}, "models": _ticket_files(task.tickets(), task.config.seeds[0])}
     if task.results_path.is_file():
-        files["exp"][str(task.results_path.relative_to(exp_root))] = task.results_path.read_bytes()
-    if task.source is None or with_source_tickets:
-        files["models"] = _ticket_files(task.tickets(), task.config.seeds[0])
+        files["exp"][str(task.results_path.relative_to(task.config.exp_root))] = task.results_path.read_bytes()
     return files
 
 
@@ -220,18 +221,15 @@ def _ticket_files(tickets: Path, seed: int) -> dict[str, bytes]:
 
 
 def write_back(task: Unit, wrote: Files) -> None:
-    """Write what a task sent back under the client's roots: its tickets, its provenance, its
-    config (seeds merged) and the rows this client does not have yet."""
+    """Write what a task sent back under the client's roots: the tickets it made, its provenance,
+    the run's config (seeds merged) and its seed's rows that pass their checksums and are new here."""
     for relative, data in wrote["models"].items():
-        path = Path(task.config.model_root) / relative
-        if not path.is_file() or path.read_bytes() != data:
-            write_atomic(path, data)
+        write_atomic(Path(task.config.model_root) / relative, data)
     config = task.config.resolved()
     store = RunStore(config.exp_root, config.name, task.results_path.parent.name, config.model_root)
-    files = {Path(relative).name: data for relative, data in wrote["exp"].items()}  # RUN_FILES
     with store.locked():
-        record_config(store, config)
-        write_atomic(store.dir / "provenance.json", files["provenance.json"])
+        record_run(store, config, json.loads(wrote["exp"]["provenance.json"]))
+    rows = read_results(task.results_path, wrote["exp"]["results.csv"])
+    rows = rows[rows["seed"] == config.seeds[0]].to_dict("records")
     done = store.done()
-    rows = pd.read_csv(io.BytesIO(files["results.csv"])).to_dict("records")
     store.append(*[row for row in rows if (row["seed"], row["round"], row["kind"]) not in done])

@@ -75,15 +75,15 @@ def _start_run(setting: Setting, store: RunStore, shared: dict[Path, Any]) -> No
     with store.locked():
         seed_dirs = [store.ticket_path(seed, 0).parent for seed in setting.config.seeds]
         remove_stale_temporaries(store.dir, store.ticket_dir, *seed_dirs)
-        record_config(store, setting.config)
-        write_json(store.dir / "provenance.json", provenance(setting.dataset.source, str(setting.device)))
+        record_run(store, setting.config, provenance(setting.dataset.source, str(setting.device)))
         for path, value in shared.items():
             write_json(path, value)
 
 
-def record_config(store: RunStore, config: ExperimentConfig) -> None:
+def record_run(store: RunStore, config: ExperimentConfig, made_by: dict[str, Any]) -> None:
     """Write the run's config.json, its seeds those of every process that worked on the run
-    (a cluster runs each seed apart). The caller holds store.locked()."""
+    (a cluster runs each seed apart), and provenance.json. The caller holds store.locked()."""
+    write_json(store.dir / "provenance.json", made_by)
     path = store.dir / "config.json"
     seeds = set(config.seeds)
     if path.is_file():

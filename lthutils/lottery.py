@@ -203,13 +203,18 @@ def run_imp(
 ) -> None:
     """IMP for every seed of `config`, round by round: every seed's ticket and controls of a round
     train together. Resumes each seed after its last round whose rows and next ticket exist."""
-    for seed in config.seeds:  # a damaged ticket is dropped, and the round that made it recomputed
+    for seed in config.seeds:  # a damaged ticket is dropped, and the round that made it recomputed below
         for path in sorted(store.ticket_path(seed, 0).parent.glob("round*.pt")):
             try:
                 Ticket.load(path)
             except ConfigError as error:
                 LOG.warning("%s is damaged (%s): the round that made it will be recomputed", path, error)
                 path.unlink()
+        if not store.ticket_path(seed, 0).exists():  # theta_0 needs no training: drawn (again) here
+            theta_0 = fresh_weights(template, derive_seed(seed, "init"))
+            Ticket(Mask.ones(template, config.prune_biases), theta_0, seed, 0).save(
+                store.ticket_path(seed, 0), store.run_id
+            )
     done = store.done()
     first = {seed: _first_round(config, store, seed, done) for seed in config.seeds}
     first = {seed: round_index for seed, round_index in first.items() if round_index is not None}
@@ -218,12 +223,8 @@ def run_imp(
         has_next = round_index < config.rounds
         trunk, controls = [], []
         for seed in [s for s, r in first.items() if r <= round_index]:
-            if round_index == first[seed] and store.ticket_path(seed, round_index).exists():
+            if round_index == first[seed]:
                 tickets[seed] = Ticket.load(store.ticket_path(seed, round_index))
-            elif round_index == first[seed] == 0:
-                theta_0 = fresh_weights(template, derive_seed(seed, "init"))
-                tickets[seed] = Ticket(Mask.ones(template, config.prune_biases), theta_0, seed, 0)
-                tickets[seed].save(store.ticket_path(seed, 0), store.run_id)
             ticket = tickets[seed]
             if (seed, round_index, "ticket") not in done or (
                 has_next and not store.ticket_path(seed, round_index + 1).exists()

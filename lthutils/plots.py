@@ -48,11 +48,11 @@ def _sparsity_axis(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
 
 def _curves(data: pd.DataFrame, y: str, hue: str, hue_order: list | None, **facets) -> sns.FacetGrid:
     """Mean-and-band lines against weights remaining: colour by `hue`, line style by kind.
-    Diverged runs are left out of the lines and counted under the figure."""
+    Diverged runs (their accuracies blanked by study.tidy) are counted under the figure."""
     kinds = [k for k in ("ticket", "reinit", "random_mask") if k in set(data["kind"])]
     diverged = data["diverged"].eq(True) if "diverged" in data else pd.Series(False, data.index)
     grid = sns.relplot(
-        data=data[~diverged],
+        data=data,
         x="weights_remaining_pct",
         y=y,
         hue=hue,

@@ -147,17 +147,25 @@ def _row_checksum(row: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_results(path: Path) -> pd.DataFrame:
+def read_results(path: Path, content: bytes | None = None) -> pd.DataFrame:
     """The rows of a results.csv that pass their checksum; each other row is logged, naming the
-    file, as to be recomputed (a run leaves it out of what is done)."""
+    file, as to be recomputed (a run leaves it out of what is done). `content`: the file's bytes,
+    read from elsewhere (a cluster task's copy of `path`)."""
+
+    def read(**options) -> pd.DataFrame:
+        return pd.read_csv(path if content is None else io.BytesIO(content), **options)
+
     try:
-        frame = pd.read_csv(path)
+        frame = read()
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         LOG.warning("%s is damaged (%s): all its rows will be recomputed", path, str(error).splitlines()[0])
         return pd.DataFrame(columns=RESULT_COLUMNS)
     if frame.empty or "checksum" not in frame:
         if not frame.empty:
-            LOG.warning("%s has no checksums (damaged or not lthutils'): all its rows will be recomputed", path)
+            LOG.warning(
+                "%s has no checksums (damaged, or written before lthutils had them): all its rows will be recomputed",
+                path,
+            )
         return pd.DataFrame(columns=RESULT_COLUMNS)
     good = [_row_checksum(row) == row["checksum"] for row in frame.to_dict("records")]
     for row in frame[[not ok for ok in good]].to_dict("records"):
@@ -171,7 +179,7 @@ def read_results(path: Path) -> pd.DataFrame:
     if all(good):
         return frame
     # read again without the bad rows, so that their debris does not change a column's type
-    return pd.read_csv(path, skiprows=[1 + index for index, ok in enumerate(good) if not ok])
+    return read(skiprows=[1 + index for index, ok in enumerate(good) if not ok])
 
 
 class RunStore:
@@ -274,6 +282,8 @@ def summarize(path: Path) -> str:
     if not Path(path).is_file():
         raise ConfigError("results", str(path), "an existing results.csv")
     frame = read_results(path)
+    if frame.empty:
+        raise ConfigError("results", str(path), "a results.csv with rows that pass their checksums (see the warnings)")
     kinds = [k for k in ("ticket", "reinit", "random_mask") if k in set(frame["kind"])]
     table = frame.groupby("round").agg(weights_remaining=("weights_remaining", "first"))
     table["weights remaining (%)"] = (100 * table.pop("weights_remaining")).map("{:.1f}".format)

@@ -119,7 +119,8 @@ def collect(results_paths: list[Path]) -> pd.DataFrame:
 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """Mark transfer rows; fill source_* columns of search rows with their own setting; add
-    weights_remaining_pct."""
+    weights_remaining_pct; blank the accuracies of diverged runs, so no mean, figure or
+    conclusion counts them."""
     frame = frame.copy()
     frame["transfer"] = frame["source_run_id"].notna() if "source_run_id" in frame else False
     for column in ("dataset", "optimizer", "num_train"):
@@ -127,6 +128,9 @@ def tidy(frame: pd.DataFrame) -> pd.DataFrame:
         frame[source] = frame[source].fillna(frame[column]) if source in frame else frame[column]
     frame["source_num_train"] = frame["source_num_train"].astype(int)
     frame["weights_remaining_pct"] = 100 * frame["weights_remaining"]
+    if "diverged" in frame:  # measured before the loss blew up, or after: neither says how the ticket does
+        blank = ["test_acc", "test_acc_at_early_stop", "early_stop_iter"]
+        frame[blank] = frame[blank].astype(float).mask(frame["diverged"].eq(True), axis=0)
     return frame
 
 
@@ -268,10 +272,6 @@ def plan_q4(
     return units
 
 
-def _noting_divergence(conclude: Callable[[pd.DataFrame], str]) -> Callable[[pd.DataFrame], str]:
-    return lambda frame: conclude(frame) + divergence_note(frame)
-
-
 @dataclass(frozen=True)
 class Question:
     """A research question: its notebook, its plan, and what it shows (figures and conclusion)."""
@@ -281,7 +281,11 @@ class Question:
     title: str
     plan: Callable[..., list[Unit]]
     figures: Callable[..., list[Path]]  # (frame, figures_dir, **display parameters)
-    conclude: Callable[[pd.DataFrame], str]
+    conclusion: Callable[[pd.DataFrame], str]  # what the question's own numbers say
+
+    def conclude(self, frame: pd.DataFrame) -> str:
+        """The conclusion, naming any training runs that diverged."""
+        return self.conclusion(frame) + divergence_note(frame)
 
 
 QUESTIONS = {
@@ -293,7 +297,7 @@ QUESTIONS = {
             "Q1: do winning tickets beat reinit at every model scale?",
             plan_q1,
             analysis.figures_q1,
-            _noting_divergence(analysis.conclude_q1),
+            analysis.conclude_q1,
         ),
         Question(
             "q2",
@@ -301,7 +305,7 @@ QUESTIONS = {
             "Q2: do tickets found on one dataset work on another?",
             plan_q2,
             functools.partial(analysis.figures_transfer, axis="dataset", key="q2"),
-            _noting_divergence(functools.partial(analysis.conclude_transfer, axis="dataset")),
+            functools.partial(analysis.conclude_transfer, axis="dataset"),
         ),
         Question(
             "q3",
@@ -309,7 +313,7 @@ QUESTIONS = {
             "Q3: do tickets found with one optimizer work with another?",
             plan_q3,
             functools.partial(analysis.figures_transfer, axis="optimizer", key="q3"),
-            _noting_divergence(functools.partial(analysis.conclude_transfer, axis="optimizer")),
+            functools.partial(analysis.conclude_transfer, axis="optimizer"),
         ),
         Question(
             "q4",
@@ -317,7 +321,7 @@ QUESTIONS = {
             "Q4: do tickets found with few samples work on the whole training set?",
             plan_q4,
             analysis.figures_q4,
-            _noting_divergence(analysis.conclude_q4),
+            analysis.conclude_q4,
         ),
     )
 }

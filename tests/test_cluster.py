@@ -100,6 +100,7 @@ def test_study_run_resumes_on_a_cluster_without_recomputing(tmp_path, sequential
     units = q3_units(tmp_path)
     study.run(units, scheduler=local_cluster.scheduler_address)
     before = {path: path.stat().st_mtime_ns for path in (tmp_path / "model_save").rglob("*.pt")}
+    assert len(before) == 2 * 2 * 2  # 2 searches x 2 seeds x rounds 0 and 1: the check below has tickets to hold
     frame = study.run(units, scheduler=local_cluster.scheduler_address)
     assert {path: path.stat().st_mtime_ns for path in before} == before  # no ticket rewritten
     assert len(frame) == sum(len(f) for f in contents(sequential).values())

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ from lthutils.experiments import find_tickets
 from lthutils.lottery import Ticket, derive_seed, fresh_weights, next_mask
 from lthutils.models import build_model
 from lthutils.pruning import Mask
+from lthutils.results import read_results
 
 
 @pytest.fixture
@@ -21,7 +23,10 @@ def replace(config, **changes):
 
 
 def results_of(config):
-    return pd.read_csv(f"{config.exp_root}/{config.name}/{config.run_id()}/results.csv")
+    path = Path(config.exp_root) / config.name / config.run_id() / "results.csv"
+    frame = read_results(path)
+    assert len(frame) == len(pd.read_csv(path))  # every row passes its checksum
+    return frame
 
 
 def test_imp_writes_every_round_and_kind(tiny):
