@@ -46,3 +46,4 @@ bench: setup
 	$(PY) bench/training_speed.py
 	$(PY) bench/profile_step.py
 	$(PY) bench/cluster_speed.py
+	$(PY) bench/eval_share.py exp_result

@@ -1,15 +1,19 @@
-"""Training speed of LeNet-300-100 on Fashion-MNIST: the usual loop, lthutils, batched lthutils.
+"""Training speed on Fashion-MNIST: the usual loop, one model, K stacked models, fp32 and bf16.
 
-Side by side in this process, each timed over whole epochs (batch 60, Adam lr 1.2e-3, 50% masks,
-the same 55,000 images: Fashion-MNIST less the 5,000 validation images, no evaluation):
-- the usual loop, as many LTH reproductions write it: torchvision's dataset with ToTensor and
-  Normalize through a DataLoader, the default Adam, gradients masked through numpy every step;
-- lthutils `train()`: in-memory normalized tensors, index-slice batches, fused Adam, in-place masks;
-- lthutils `train_batched()` for K = 1, 2, 4, 8, 16 models at once (seconds per model-epoch);
-- a matrix-multiply peak probe (large square fp32 matmul) to put GFLOP/s in proportion;
-- a whole IMP run (10 rounds, ticket + reinit, 3 seeds, 1 epoch per round, evaluation every 100
-  steps) the old way, one model at a time with `train()`, and the batched way, `find_tickets`.
-Prints a table and writes bench/results/latest.json.
+Side by side in this process (batch 60, Adam lr 1.2e-3, 50% masks, the same 55,000 images:
+Fashion-MNIST less the 5,000 validation images, no evaluation):
+- the usual loop, as many LTH reproductions write it (LeNet-300-100 only): torchvision's dataset
+  with ToTensor and Normalize through a DataLoader, the default Adam, gradients masked through
+  numpy every step;
+- lthutils, one model in fp32 (`train()`, a stack of one);
+- lthutils, K = 2, 4, 8, 16 stacked models (`train_models()`), in fp32 and in bf16;
+for LeNet-300-100 and for the small fully connected nets of Q1 (fc1x10, fc1x100, fc2x50), each
+timed over STEPS steps and reported per model-epoch (917 steps). Also: the fp32 and bf16 peaks
+of a 2048 x 2048 matmul; the time of a lone model (a stack of one) against the pair that a twin
+used to make of it; and a whole IMP run (10 rounds, ticket + reinit, 3 seeds, one epoch of
+20,000 images per round, evaluation every 100 steps) one model at a time with `train()` and
+stacked through `find_tickets`, in both precisions. Prints tables and writes
+bench/results/latest.json.
 
     python bench/training_speed.py [--repeats 3]
 """
@@ -24,7 +28,6 @@ import os
 import platform
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,17 +37,22 @@ import torchvision
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from lthutils.batched import train_batched
 from lthutils.config import ExperimentConfig
+from lthutils.cost import forward_flops
 from lthutils.data import data_root, load_dataset, make_splits, split_indices
 from lthutils.experiments import find_tickets, prepare
 from lthutils.lottery import Ticket, derive_seed, fresh_weights, kinds_at, next_mask
 from lthutils.models import build_model
 from lthutils.pruning import Mask, prune_layerwise
-from lthutils.training import train
+from lthutils.training import train, train_models
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
-BATCHED_SIZES = (1, 2, 4, 8, 16)
+STACK_SIZES = (2, 4, 8, 16)
+STEPS = 300  # per timed run; a model-epoch of 55,000 images is 917 steps
+MODELS = {"lenet300": {"model": "lenet300"}} | {
+    f"fc{layers}x{width}": {"model": "fc", "n_layers": layers, "n_neurons": width}
+    for layers, width in ((1, 10), (1, 100), (2, 50))
+}
 
 
 def half_mask(model) -> Mask:
@@ -77,36 +85,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-class PeakMemory:
-    """Peak resident memory (bytes) above the level at entry, sampled every 2 ms from /proc."""
-
-    def __enter__(self):
-        self.start = self.peak = self._rss()
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.002)
-
-    @staticmethod
-    def _rss() -> int:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    @property
-    def used(self) -> int:
-        return self.peak - self.start
-
-
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b  # warm-up
     seconds = []
     for _ in range(repeats):
@@ -116,11 +96,19 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / min(seconds) / 1e9
 
 
-def imp_one_at_a_time(config: ExperimentConfig, setting) -> tuple[float, float]:
-    """Seconds for IMP (ticket + controls, every seed) training one model at a time with train(),
-    and the dense FLOPs its trainings and evaluations did (the work any schedule has to do)."""
+def stacked_seconds(config: ExperimentConfig, splits, count: int, seed: int) -> float:
+    """Seconds per model-epoch of `count` stacked models (train_seconds is per model)."""
+    template = build_model(config, (1, 28, 28), 10, seed=0)
+    mask = half_mask(template)
+    models = [Ticket(mask, fresh_weights(template, seed + k), 0, 0).model(template) for k in range(count)]
+    results = train_models(models, [mask] * count, [splits] * count, config, list(range(seed, seed + count)))
+    return results[0].train_seconds * math.ceil(len(splits.train_labels) / config.batch_size) / config.iterations
+
+
+def imp_one_at_a_time(config: ExperimentConfig) -> float:
+    """Seconds for IMP (ticket + controls, every seed), one model at a time with train()."""
+    setting = prepare(config)
     started = time.perf_counter()
-    flops = 0.0
     for seed in config.seeds:
         splits = setting.splits(seed)
         ticket = Ticket(
@@ -130,118 +118,102 @@ def imp_one_at_a_time(config: ExperimentConfig, setting) -> tuple[float, float]:
             for kind in kinds_at(round_index, config.controls):
                 variant = ticket.variant(kind, setting.template)
                 model = variant.model(setting.template)
-                result = train(model, variant.mask, splits, config, derive_seed(seed, round_index, "data"))
-                val_evals = len(result.history)
-                test_evals = sum(not math.isnan(accuracy) for _, _, accuracy in result.history)
-                flops += epoch_flops(result.examples) + FORWARD_FLOPS * (
-                    val_evals * len(splits.val_labels) + test_evals * len(splits.test_labels)
-                )
+                train(model, variant.mask, splits, config, derive_seed(seed, round_index, "data"))
                 if kind == "ticket":
                     trained = model
             ticket = Ticket(next_mask(trained, ticket.mask, config), ticket.weights, seed, round_index + 1)
-    return time.perf_counter() - started, flops
+    return time.perf_counter() - started
 
 
-def imp_batched(config: ExperimentConfig) -> float:
-    """Seconds for the same IMP run through find_tickets (batched), into a temporary folder."""
+def imp_stacked(config: ExperimentConfig) -> float:
+    """Seconds for the same IMP run through find_tickets (stacked), into a temporary folder."""
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         find_tickets(dataclasses.replace(config, exp_root=folder, model_root=folder))
         return time.perf_counter() - started
 
 
-FORWARD_FLOPS = 2 * (784 * 300 + 300 * 100 + 100 * 10)  # one LeNet-300-100 image, dense
-
-
-def epoch_flops(num_train: int) -> float:
-    """Dense forward + backward FLOPs of one LeNet-300-100 epoch (backward counted as twice forward)."""
-    return 3 * FORWARD_FLOPS * num_train
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="epochs timed per variant (median reported)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
     args = parser.parse_args()
-    config = ExperimentConfig(model="lenet300", dataset="fashionmnist", epochs=1, eval_every=0, quiet=True).resolved()
     dataset = load_dataset("fashionmnist")
     splits = make_splits(dataset, None, None, seed=0)
-    template = build_model(config, dataset.input_shape, dataset.num_classes, seed=0)
-    mask = half_mask(template)
-
-    normalize = transforms.Compose([transforms.ToTensor(), transforms.Normalize((dataset.mean,), (dataset.std,))])
-    pool = torchvision.datasets.FashionMNIST(data_root(), train=True, transform=normalize)
-    train_indices, _ = split_indices(dataset, None, None, seed=0)
-    loader = DataLoader(Subset(pool, train_indices.tolist()), batch_size=config.batch_size, shuffle=True)
-
-    def fresh(seed: int):
-        return Ticket(mask, fresh_weights(template, seed), 0, 0).model(template)
-
-    variants = {
-        "usual DataLoader + ToTensor loop": (1, lambda r: usual_epoch(fresh(r), mask, loader)),
-        "lthutils train()": (1, lambda r: train(fresh(r), mask, splits, config, data_seed=r).train_seconds),
-    }
-    for count in BATCHED_SIZES:
-        variants[f"lthutils train_batched(), K={count}"] = (
-            count,
-            lambda r, count=count: (
-                count
-                * train_batched(
-                    [fresh(r + k) for k in range(count)],
-                    [mask] * count,
-                    [splits] * count,
-                    config,
-                    list(range(r, r + count)),
-                )[0].train_seconds
-            ),
-        )
-    peak = matmul_peak_gflops()
-    flops = epoch_flops(len(splits.train_labels))
-    rows = {}
-    for name, (count, run) in variants.items():
-        with PeakMemory() as memory:
-            seconds = [run(repeat) / count for repeat in range(args.repeats)]  # per model-epoch
-        rows[name] = {
-            "models": count,
-            "seconds_per_model_epoch": statistics.median(seconds),
-            "all": seconds,
-            "peak_memory_mb": memory.used / 2**20,
-        }
-    baseline = rows["usual DataLoader + ToTensor loop"]["seconds_per_model_epoch"]
-    for row in rows.values():
-        row["speedup"] = baseline / row["seconds_per_model_epoch"]
-        row["gflops"] = flops / row["seconds_per_model_epoch"] / 1e9
-        row["fraction_of_peak"] = row["gflops"] / peak
+    peaks = {name: matmul_peak_gflops(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"matmul peak (2048 x 2048): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     report = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
-        "task": "LeNet-300-100, Fashion-MNIST 55,000 images, batch 60, Adam, 50% masks, one epoch per model",
-        "matmul_peak_gflops": peak,
-        "dense_gflop_per_epoch": flops / 1e9,
-        "variants": rows,
+        "task": "Fashion-MNIST 55,000 images, batch 60, Adam, 50% masks; seconds per model-epoch",
+        "matmul_peak_gflops": peaks,
+        "models": {},
     }
-    print(f"matmul peak: {peak:.0f} GFLOP/s; one epoch: {flops / 1e9:.1f} GFLOP (dense, forward + backward)")
-    print(f"{'variant':36} {'s/model-epoch':>14} {'speed-up':>9} {'GFLOP/s':>8} {'of peak':>8} {'peak MB':>8}")
-    for name, row in rows.items():
-        print(
-            f"{name:36} {row['seconds_per_model_epoch']:14.3f} {row['speedup']:8.1f}x {row['gflops']:8.1f} "
-            f"{row['fraction_of_peak']:8.0%} {row['peak_memory_mb']:8.0f}"
-        )
-    imp = ExperimentConfig(epochs=1, rounds=10, seeds=(0, 1, 2), controls=("reinit",), quiet=True).resolved()
-    (old, imp_flops), new = imp_one_at_a_time(imp, prepare(imp)), imp_batched(imp)
-    floor = imp_flops / (peak * 1e9)
-    report["imp_10_rounds_3_seeds_ticket_reinit"] = {
-        "one_at_a_time_seconds": old,
-        "batched_seconds": new,
-        "speedup": old / new,
-        "dense_gflop": imp_flops / 1e9,
-        "seconds_at_matmul_peak": floor,
-        "largest_possible_speedup": old / floor,
-    }
-    print(
-        f"IMP, 10 rounds x 3 seeds, ticket + reinit (63 trainings of one epoch): one at a time {old:.1f} s, "
-        f"batched {new:.1f} s ({old / new:.2f}x); its {imp_flops / 1e9:.0f} GFLOP of training and evaluation "
-        f"take {floor:.1f} s at the matmul peak, so no schedule can beat one at a time by more than {old / floor:.2f}x"
+
+    base = ExperimentConfig(iterations=STEPS, eval_every=0, quiet=True)
+    print(f"\n{'model':9} {'variant':22} {'s/model-epoch':>14} {'vs one fp32':>12} {'GFLOP/s':>8} {'of peak':>8}")
+    for name, fields in MODELS.items():
+        config = dataclasses.replace(base, **fields).resolved()
+        epoch_flops = 3 * forward_flops(build_model(config, (1, 28, 28), 10, 0), (1, 28, 28)) * 55_000
+        variants = {"one model, fp32": (config, 1)}
+        for precision in ("fp32", "bf16"):
+            for count in STACK_SIZES:
+                variants[f"K={count}, {precision}"] = (dataclasses.replace(config, precision=precision), count)
+        rows = {}
+        for label, (variant, count) in variants.items():
+            seconds = [stacked_seconds(variant, splits, count, seed) for seed in range(args.repeats)]
+            rows[label] = {"seconds_per_model_epoch": statistics.median(seconds), "all": seconds}
+        one = rows["one model, fp32"]["seconds_per_model_epoch"]
+        for label, row in rows.items():
+            row["speedup_vs_one_fp32"] = one / row["seconds_per_model_epoch"]
+            row["gflops"] = epoch_flops / row["seconds_per_model_epoch"] / 1e9
+            peak = peaks["bf16" if "bf16" in label else "fp32"]
+            print(
+                f"{name:9} {label:22} {row['seconds_per_model_epoch']:14.3f} {row['speedup_vs_one_fp32']:11.2f}x "
+                f"{row['gflops']:8.1f} {row['gflops'] / peak:8.0%}"
+            )
+        report["models"][name] = {"dense_gflop_per_epoch": epoch_flops / 1e9, "variants": rows}
+
+    lenet300 = dataclasses.replace(base, model="lenet300").resolved()
+    normalize = transforms.Compose([transforms.ToTensor(), transforms.Normalize((dataset.mean,), (dataset.std,))])
+    pool = torchvision.datasets.FashionMNIST(data_root(), train=True, transform=normalize)
+    train_indices, _ = split_indices(dataset, None, None, seed=0)
+    loader = DataLoader(Subset(pool, train_indices.tolist()), batch_size=60, shuffle=True)
+    template = build_model(lenet300, (1, 28, 28), 10, seed=0)
+    mask = half_mask(template)
+    usual = statistics.median(
+        usual_epoch(Ticket(mask, fresh_weights(template, r), 0, 0).model(template), mask, loader)
+        for r in range(args.repeats)
     )
+    one = report["models"]["lenet300"]["variants"]["one model, fp32"]["seconds_per_model_epoch"]
+    pair = report["models"]["lenet300"]["variants"]["K=2, fp32"]["seconds_per_model_epoch"] * 2
+    report["usual_loop_seconds_per_epoch"] = usual
+    report["lone_model_vs_twin_pair"] = {"lone_seconds": one, "pair_seconds": pair, "ratio": one / pair}
+    print(
+        f"\nusual DataLoader + ToTensor loop, LeNet-300-100: {usual:.3f} s/epoch ({usual / one:.1f}x one lthutils model)"
+    )
+    print(
+        f"a lone LeNet-300-100 (stack of one): {one:.3f} s/epoch; the pair a twin made of it: {pair:.3f} s "
+        f"({one / pair:.2f} of it)"
+    )
+
+    imp = {}
+    for precision in ("fp32", "bf16"):
+        config = ExperimentConfig(
+            epochs=1,
+            num_train=20_000,
+            rounds=10,
+            seeds=(0, 1, 2),
+            controls=("reinit",),
+            precision=precision,
+            quiet=True,
+        ).resolved()
+        old, new = imp_one_at_a_time(config), imp_stacked(config)
+        imp[precision] = {"one_at_a_time_seconds": old, "stacked_seconds": new, "speedup": old / new}
+        print(
+            f"IMP {precision}, 10 rounds x 3 seeds, ticket + reinit (63 trainings of one epoch of 20,000 images, "
+            f"evaluation every 100 steps): one at a time {old:.1f} s, stacked {new:.1f} s ({old / new:.2f}x)"
+        )
+    report["imp_10_rounds_3_seeds_ticket_reinit"] = imp
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {RESULTS}")

@@ -95,10 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     run_one.add_argument("parameter_file", type=Path, help="e.g. params/quick/q1.yaml")
     run_folder = commands.add_parser("run-all", help="execute every parameter file of a folder")
     run_folder.add_argument("folder", type=Path, help="e.g. params/quick/")
+    preview = commands.add_parser("plan", help="what parameter files ask for and how long they take here")
+    preview.add_argument("paths", type=Path, nargs="+", help="parameter files or folders, e.g. params/full/")
     for notebook_command in (run_one, run_folder):
         notebook_command.add_argument(
             "--output-dir", type=Path, default=Path("exp_result/notebooks"), help="where executed notebooks go"
         )
+        notebook_command.add_argument(
+            "--verbose", action="store_true", help="also show Dask's log lines and each notebook cell's output"
+        )
+    for notebook_command in (run_one, run_folder, preview):
         notebook_command.add_argument(
             "--scheduler",
             default="local",
@@ -124,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             print(summarize(folder / "results.csv"))
         elif args.command in ("run", "run-all"):
             return _run_notebooks(args)
+        elif args.command == "plan":
+            from lthutils import cluster, runner
+
+            cluster.check_scheduler(args.scheduler, args.workers)
+            print(runner.preview(runner.load_all(args.paths), args.scheduler, args.workers))
         elif args.command == "report":
             from lthutils.report import build_report  # seaborn and matplotlib: only for the report
 
@@ -149,7 +160,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # runner.run lets papermill's INFO through
     try:  # a ConfigError reaches main's handler
         paths = [args.parameter_file] if args.command == "run" else [args.folder]
-        executed = runner.run_all(paths, args.output_dir, args.scheduler, args.workers)
+        executed = runner.run_all(paths, args.output_dir, args.scheduler, args.workers, args.verbose)
     except (runner.NotebookError, OSError) as error:  # OSError: a cluster that would not start
         print(f"error: {error}", file=sys.stderr)
         return 1

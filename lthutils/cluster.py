@@ -60,6 +60,14 @@ def check_scheduler(scheduler: str, workers: int | None = None) -> None:
         raise ConfigError("workers", workers, "a positive number of worker processes")
 
 
+def quiet_dask(verbose: bool = False) -> None:
+    """Dask's own log lines (scheduler, nanny and client start and stop) at WARNING in this
+    process, unless `verbose`: progress bars and failures are what a user needs to see."""
+    import distributed  # noqa: F401 (importing it sets its loggers up, at INFO: set the level after)
+
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 @contextlib.contextmanager
 def session(scheduler: str, workers: int | None = None) -> Iterator[str | None]:
     """The scheduler address to submit to: for 'local' a LocalCluster of `workers` processes
@@ -108,6 +116,7 @@ def run_units(units: list[Unit], address: str, shared_filesystem: bool | None = 
     """
     from distributed import Client, as_completed
 
+    quiet_dask()  # in a notebook's kernel: its client's lines would reach the console as stderr
     try:
         client = Client(address, timeout=CONNECT_SECONDS)
     except OSError as error:

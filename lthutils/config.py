@@ -20,6 +20,7 @@ RESETS = ("init", "rewind")
 CONTROLS = ("reinit", "random_mask")
 PRUNE_SCOPES = ("layerwise", "global")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -106,6 +107,9 @@ class ExperimentConfig:
         "validation examples carved from the training pool; None: 5,000 (10% of small pools)", None
     )
     eval_every: int = _help("iterations between validation/test evaluations (0: only at the end)", 100)
+    precision: str = _help(
+        "fp32, or bf16: matrix products in bfloat16 (weights, optimizer state, masks and loss stay float32)", "fp32"
+    )
     device: str = _help("auto, cpu, cuda or mps", "auto")
     data_root: str | None = _help("dataset folder; None: $LTH_DATA_ROOT or data/", None)
     exp_root: str = _help("where results go", "exp_result")
@@ -218,6 +222,7 @@ def validate(config: ExperimentConfig) -> None:
     _check_choice("prune_scope", config.prune_scope, PRUNE_SCOPES)
     _check_choice("reset", config.reset, RESETS)
     _check_choice("device", config.device, DEVICES)
+    _check_choice("precision", config.precision, PRECISIONS)
     for name in ("n_layers", "n_neurons", "rounds"):
         _check_positive(name, getattr(config, name))
     for name in ("batch_size", "epochs", "iterations", "num_train", "val_size"):

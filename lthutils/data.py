@@ -119,7 +119,10 @@ def _load_dataset(name: str, root: Path) -> Dataset:
 
 
 def _normalized(name, source, train_images, train_labels, test_images, test_labels) -> Dataset:
-    mean, std = train_images.mean().item(), train_images.std().item()
+    # float64 statistics: a float32 sum's rounding depends on how many threads reduce it, and the
+    # same data must give the same inputs on every machine and worker
+    pixels = train_images.double()
+    mean, std = pixels.mean().item(), pixels.std().item()
     return Dataset(
         name=name,
         source=source,

@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from lthutils.batched import supports, train_batched
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Splits
 from lthutils.models import initialize
@@ -34,7 +33,7 @@ from lthutils.pruning import (
     random_mask,
 )
 from lthutils.results import LOG, RunStore, load_tensors, save_tensors
-from lthutils.training import TrainResult, train
+from lthutils.training import MAX_STACKED_MODELS, TrainResult, stackable, train_models
 
 
 def derive_seed(*parts: Any) -> int:
@@ -108,9 +107,6 @@ def next_mask(model: nn.Module, mask: Mask, config: ExperimentConfig) -> Mask:
     return prune_layerwise(weights, mask, rates)
 
 
-MAX_BATCHED_MODELS = 16  # LeNet-300-100: about 130 MB for 16 models with Adam state (bench/training_speed.py)
-
-
 def train_tickets(
     items: list[tuple[Ticket, str]],
     template: nn.Module,
@@ -120,27 +116,27 @@ def train_tickets(
     rewind_iteration: int | None = None,
 ) -> Iterator[tuple[Ticket, str, nn.Module, TrainResult]]:
     """Train each (ticket, kind) item (the ticket already its kind's variant) on its seed's splits,
-    yielding each item with its trained model and result as soon as its batch is done.
+    yielding each item with its trained model and result as soon as its stack is done.
 
-    Fully connected models train MAX_BATCHED_MODELS at a time in one vectorized step
-    (batched.train_batched); others one by one. Each item's data order comes from its seed and
-    round, so every kind of a round sees the same batches.
+    Fully connected models train MAX_STACKED_MODELS at a time as one stack; others one by one.
+    A model's numbers do not depend on its stack (training.py), only on its ticket, kind and
+    data order, which comes from its seed and round: every kind of a round sees the same batches.
     """
-    batch_size = MAX_BATCHED_MODELS if supports(template) else 1
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
+    stack_size = MAX_STACKED_MODELS if stackable(template) else 1
+    for start in range(0, len(items), stack_size):
+        chunk = items[start : start + stack_size]
         models = [ticket.model(template).to(device) for ticket, _ in chunk]
-        data_seeds = [derive_seed(ticket.seed, ticket.round, "data") for ticket, _ in chunk]
-        if batch_size == 1:
-            (ticket, kind), model = chunk[0], models[0]
-            description = f"seed {ticket.seed} round {ticket.round} {kind}"
-            splits = splits_of[ticket.seed]
-            results = [train(model, ticket.mask, splits, config, data_seeds[0], rewind_iteration, description)]
-        else:
-            masks = [ticket.mask for ticket, _ in chunk]
-            splits = [splits_of[ticket.seed] for ticket, _ in chunk]
-            description = f"round {chunk[0][0].round}"
-            results = train_batched(models, masks, splits, config, data_seeds, rewind_iteration, description)
+        first, kind = chunk[0]
+        description = f"seed {first.seed} round {first.round} {kind}" if len(chunk) == 1 else f"round {first.round}"
+        results = train_models(
+            models,
+            [ticket.mask for ticket, _ in chunk],
+            [splits_of[ticket.seed] for ticket, _ in chunk],
+            config,
+            [derive_seed(ticket.seed, ticket.round, "data") for ticket, _ in chunk],
+            rewind_iteration,
+            description,
+        )
         for (ticket, kind), model, result in zip(chunk, models, results):
             yield ticket, kind, model, result
 

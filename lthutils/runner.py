@@ -129,18 +129,25 @@ def plan(parameter_file: ParameterFile) -> list[study.Unit]:
     return parameter_file.question.plan(**values)
 
 
-def run(parameter_file: ParameterFile, output_dir: str | Path, scheduler_address: str | None = None) -> Path:
+def run(
+    parameter_file: ParameterFile,
+    output_dir: str | Path,
+    scheduler_address: str | None = None,
+    verbose: bool = False,
+) -> Path:
     """Execute the notebook with papermill; return the executed notebook's path. With a Dask
-    `scheduler_address`, the notebook submits its units there (its `scheduler` parameter)."""
+    `scheduler_address`, the notebook submits its units there (its `scheduler` parameter).
+    The notebook's stderr (its progress bars, warnings) is shown; with `verbose`, also each
+    cell's start and end and its stdout."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     name = parameter_file.output_name()
     running = output_dir / f".{name}.running.ipynb"
     done, failed = output_dir / f"{name}.ipynb", output_dir / f"{name}.failed.ipynb"
     where = f"{parameter_file.notebook.name} (from {parameter_file.path})"
-    papermill_log = logging.getLogger("papermill")  # log_output: the notebook's output goes to this logger
+    papermill_log = logging.getLogger("papermill")  # log_output: stderr at WARNING, the rest at INFO
     level = papermill_log.level
-    papermill_log.setLevel(logging.INFO)
+    papermill_log.setLevel(logging.INFO if verbose else logging.WARNING)
     try:
         papermill.execute_notebook(
             str(parameter_file.notebook),
@@ -172,7 +179,11 @@ def run(parameter_file: ParameterFile, output_dir: str | Path, scheduler_address
 
 
 def run_all(
-    paths: list[Path], output_dir: str | Path, scheduler: str = "local", workers: int | None = None
+    paths: list[Path],
+    output_dir: str | Path,
+    scheduler: str = "local",
+    workers: int | None = None,
+    verbose: bool = False,
 ) -> list[Path]:
     """Check every parameter file first (each path a file, or a folder of *.yaml run in name
     order), then run them all, their units on `scheduler` (cluster.session: 'local', 'none' or an
@@ -180,20 +191,42 @@ def run_all(
     from lthutils import cluster  # dask: only when notebooks run
 
     cluster.check_scheduler(scheduler, workers)
+    parameter_files = load_all(paths)
+    print(preview(parameter_files, scheduler, workers), flush=True)
+    executed, failures = [], []
+    cluster.quiet_dask(verbose)
+    with cluster.session(scheduler, workers) as address:
+        for parameter_file in parameter_files:
+            try:
+                executed.append(run(parameter_file, output_dir, address, verbose))
+            except NotebookError as error:
+                failures.append(str(error))
+    if failures:
+        raise NotebookError(f"{len(failures)} of {len(parameter_files)} notebooks failed: " + " | ".join(failures))
+    return executed
+
+
+def load_all(paths: list[Path]) -> list[ParameterFile]:
+    """Every parameter file of `paths` (each a file, or a folder of *.yaml in name order), checked."""
     files = []
     for path in map(Path, paths):
         found = sorted(path.glob("*.yaml")) if path.is_dir() else [path] if path.suffix in (".yaml", ".yml") else []
         if not found:
             raise ConfigError("folder", str(path), "a folder holding *.yaml parameter files")
         files += found
-    parameter_files = [load_parameter_file(path) for path in files]
-    executed, failures = [], []
-    with cluster.session(scheduler, workers) as address:
-        for parameter_file in parameter_files:
-            try:
-                executed.append(run(parameter_file, output_dir, address))
-            except NotebookError as error:
-                failures.append(str(error))
-    if failures:
-        raise NotebookError(f"{len(failures)} of {len(files)} notebooks failed: " + " | ".join(failures))
-    return executed
+    return [load_parameter_file(path) for path in files]
+
+
+def preview(parameter_files: list[ParameterFile], scheduler: str = "local", workers: int | None = None) -> str:
+    """What the files ask for and a projected time here (cost.plan_cost), per file and in total."""
+    from lthutils import cost  # calibrates on first use
+
+    total = cost.Cost()
+    lines = []
+    for parameter_file in parameter_files:
+        asked = cost.plan_cost(plan(parameter_file), scheduler, workers)
+        total.add(asked)
+        lines.append(f"{parameter_file.path}: {asked.describe()}")
+    if len(parameter_files) > 1:
+        lines.append(f"total: {total.describe()}")
+    return "cost preview (training and evaluation; notebook start and figures add a little):\n  " + "\n  ".join(lines)

@@ -1,9 +1,22 @@
-"""The masked training loop.
+"""One masked training loop for one model or K stacked models, with early stopping.
+
+A `ModelStack` presents K models of one architecture as one: fully connected models are stacked
+into [K, in, out] weight tensors and multiplied with `torch.baddbmm` (`StackedLinear`); any
+other model trains alone as a stack of one (`SingleModule`). Adam and SGD act elementwise, so
+one optimizer over the stacked tensors is K independent optimizers, and the summed loss gives
+each model exactly its own gradient. A model's numbers do not depend on K or on the other
+models of its stack (tests/test_training.py checks this bitwise), so how runs are grouped,
+scheduled or resumed never changes what they produce.
 
 Pruned weights stay exactly zero: weights are masked once before training and gradients before
 every optimizer step, so SGD's momentum and Adam's moments stay exactly zero at pruned positions
 and their updates there are exactly zero (no weight decay is used). After training, every masked
 entry is checked for non-zero pruned weights, so a leak can never pass silently.
+
+Evaluation: the validation split every `eval_every` steps (its least loss picks the early-stopping
+step, whose weights are kept in memory), the test set twice at the end: on those kept weights
+(accuracy at early stop) and on the final ones. With `precision='bf16'` the matrix products of
+training and evaluation run in bfloat16; weights, optimizer state, masks and the loss stay float32.
 """
 
 from __future__ import annotations
@@ -13,15 +26,17 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from torch.func import functional_call
 from tqdm import tqdm  # text bars: visible in papermill logs and in notebooks alike
 
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Splits
 from lthutils.pruning import Mask
 
-EVAL_BATCH_SIZE = 2000
+EVAL_BATCH_SIZE = 2000  # rows per model per evaluation product; fixed, so a loss's summation order never varies
+MAX_STACKED_MODELS = 16  # LeNet-300-100: about 130 MB for 16 models with Adam state (bench/training_speed.py)
 
 
 @dataclass
@@ -40,34 +55,177 @@ class TrainResult:
     nonzero_weights: int = 0
     nonzero_by_layer: dict[str, int] = field(default_factory=dict)
     diverged: bool = False  # a validation loss was NaN or infinite: the run's accuracies mean nothing
-    # (iteration, val_loss, test_acc); test_acc is only measured at new validation minima and at the end
-    history: list[tuple[int, float, float]] = field(default_factory=list)
+    history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, validation loss)
     rewind_state: dict[str, torch.Tensor] | None = None
 
-    def needs_test(self, step: int, val_loss: float) -> bool:
-        """The test set is only needed at a new validation minimum and at the end."""
-        return val_loss < self.best_val_loss or step == self.iterations
-
-    def record(self, step: int, val_loss: float, test_acc: float) -> None:
-        """Log an evaluation; the least validation loss so far sets the early-stopping point."""
-        self.history.append((step, val_loss, test_acc))
+    def record(self, step: int, val_loss: float) -> bool:
+        """Log a validation loss; True when it is the least so far (the new early-stopping point)."""
+        self.history.append((step, val_loss))
         self.diverged = self.diverged or not math.isfinite(val_loss)
+        self.val_loss = val_loss
         if val_loss < self.best_val_loss:
-            self.best_val_loss = val_loss
-            self.early_stop_iter, self.test_acc_at_early_stop = step, test_acc
-        self.val_loss, self.test_acc = val_loss, test_acc
+            self.best_val_loss, self.early_stop_iter = val_loss, step
+            return True
+        return False
 
-    def finish(self, model: nn.Module, mask: Mask, train_seconds: float, eval_seconds: float) -> None:
-        """Record the times and the non-zero weights, checking that the mask held (a diverged run's
-        NaN gradients, times the mask's zeros, are NaN: its weights are not checked, nor its final
-        accuracy kept)."""
-        self.train_seconds, self.eval_seconds = train_seconds, eval_seconds
+    def finish(self, model: nn.Module, mask: Mask) -> None:
+        """Record the non-zero weights of the trained `model`, checking that the mask held (a
+        diverged run's NaN gradients, times the mask's zeros, are NaN: its weights are not
+        checked, nor its final accuracy kept)."""
         if self.diverged:
             self.test_acc = math.nan
             self.nonzero_by_layer = mask.alive()
         else:
             self.nonzero_by_layer = check_mask_holds(model, mask)
         self.nonzero_weights = sum(self.nonzero_by_layer.values())
+
+
+class ModelStack:
+    """K models of one architecture as one trainable whole.
+
+    `leaves` are the tensors the optimizer updates, `masked_leaves` those under a mask and
+    `leaf_masks` their masks (same shapes);
+    `views` hold one tensor per parameter of the models, in `names` order, whose first dimension
+    indexes the models (views of the leaves, without autograd). `forward` maps images [K, B, ...]
+    to float logits [K, B, classes] with the current weights or with `weights` (tensors shaped
+    like `views`, such as a snapshot).
+    """
+
+    models: list[nn.Module]
+    names: list[str]
+    leaves: list[torch.Tensor]
+    masked_leaves: list[torch.Tensor]
+    leaf_masks: list[torch.Tensor]
+    views: list[torch.Tensor]
+    precision: str
+
+    @property
+    def count(self) -> int:
+        return len(self.models)
+
+    def forward(self, images: torch.Tensor, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def model_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Model k's parameters, as its nn.Module names and shapes them (copies, on the CPU)."""
+        raise NotImplementedError
+
+    def write_back(self) -> None:
+        """Copy the trained weights into the models (a no-op where they are the models' own)."""
+
+
+class SingleModule(ModelStack):
+    """Any model, alone: a stack of one whose leaves are the model's own parameters."""
+
+    def __init__(self, model: nn.Module, mask: Mask, precision: str):
+        params = dict(model.named_parameters())
+        self.models, self.precision = [model], precision
+        self.names = list(params)
+        self.leaves = list(params.values())
+        self.masked_leaves = [params[name] for name in mask]
+        self.leaf_masks = [m.to(params[name].device) for name, m in mask.items()]
+        self.views = [p.detach().unsqueeze(0) for p in params.values()]
+
+    def forward(self, images: torch.Tensor, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+        model = self.models[0]
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            if weights is None:
+                logits = model(images[0])
+            else:
+                logits = functional_call(model, {n: w[0] for n, w in zip(self.names, weights)}, (images[0],))
+        return (logits.float() if self.precision == "bf16" else logits).unsqueeze(0)
+
+    def model_state(self, k: int) -> dict[str, torch.Tensor]:
+        return {name: view[k].cpu().clone() for name, view in zip(self.names, self.views)}
+
+
+def stackable(model: nn.Module) -> bool:
+    """True for the fully connected models (fc, lenet300): Flatten, Linear and ReLU only."""
+    return isinstance(model, nn.Sequential) and all(isinstance(m, (nn.Flatten, nn.Linear, nn.ReLU)) for m in model)
+
+
+class StackedLinear(ModelStack):
+    """K fully connected models (see `stackable`): each Linear layer's K weights stored as one
+    [K, in, out] tensor (the transpose of nn.Linear's), so that both the forward product and the
+    weight gradient come out in the stored layout, with no transposed copy.
+
+    Two paddings keep a model's numbers independent of K. The fused optimizers' vectorized loops
+    treat an element by its position in the tensor (the last few elements take a scalar path that
+    rounds differently), so each model's share of a leaf is padded to a multiple of LANE elements:
+    every element then has the same position modulo LANE whatever K is. And products of very few
+    rows (a short last batch) are padded to MIN_ROWS rows.
+    """
+
+    LANE = 64
+    MIN_ROWS = 16  # a float32 product of 5 to 11 rows takes another kernel when K = 1 (measured)
+
+    def __init__(self, models: list[nn.Module], masks: list[Mask], precision: str):
+        self.models, self.precision = models, precision
+        self.names = [name for name, _ in models[0].named_parameters()]
+        per_model = [dict(m.named_parameters()) for m in models]
+        self.shapes = [self._stored(name, per_model[0][name]).shape for name in self.names]
+        self.leaves = [
+            self._pack([self._stored(name, params[name].detach()) for params in per_model]).requires_grad_()
+            for name in self.names
+        ]
+        masked = [index for index, name in enumerate(self.names) if name in masks[0]]
+        self.masked_leaves = [self.leaves[index] for index in masked]
+        self.leaf_masks = [
+            self._pack([self._stored(self.names[index], mask[self.names[index]]) for mask in masks]).to(
+                self.leaves[index].device
+            )
+            for index in masked
+        ]
+        self.views = self._unpack([leaf.detach() for leaf in self.leaves])
+
+    @staticmethod
+    def _stored(name: str, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.t() if name.endswith("weight") else tensor
+
+    def _pack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """K tensors of one shape as [K, n] rows padded with zeros to a multiple of LANE."""
+        size = tensors[0].numel()
+        packed = torch.zeros(len(tensors), -(-size // self.LANE) * self.LANE, dtype=tensors[0].dtype)
+        packed[:, :size] = torch.stack([tensor.reshape(-1) for tensor in tensors])
+        return packed.to(tensors[0].device)
+
+    def _unpack(self, leaves: list[torch.Tensor]) -> list[torch.Tensor]:
+        """[K, *shape] views of packed leaves (the padding left out)."""
+        return [leaf[:, : shape.numel()].view(len(leaf), *shape) for leaf, shape in zip(leaves, self.shapes)]
+
+    def forward(self, images: torch.Tensor, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+        weights = self._unpack(self.leaves) if weights is None else weights
+        dtype = torch.bfloat16 if self.precision == "bf16" else weights[0].dtype
+        hidden = images.flatten(2).to(dtype)
+        rows = hidden.shape[1]
+        if rows < self.MIN_ROWS:  # zero rows added, and their outputs dropped: they change no gradient
+            hidden = torch.cat([hidden, hidden.new_zeros(len(hidden), self.MIN_ROWS - rows, hidden.shape[2])], 1)
+        layers = len(weights) // 2
+        for index in range(layers):
+            weight, bias = weights[2 * index].to(dtype), weights[2 * index + 1].to(dtype)
+            hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight)
+            if index < layers - 1:
+                hidden = torch.relu(hidden)
+        return hidden[:, :rows].to(weights[0].dtype)
+
+    def model_state(self, k: int) -> dict[str, torch.Tensor]:
+        return {name: self._stored(name, view[k]).cpu().clone() for name, view in zip(self.names, self.views)}
+
+    def write_back(self) -> None:
+        with torch.no_grad():
+            for k, model in enumerate(self.models):
+                params = dict(model.named_parameters())
+                for name, view in zip(self.names, self.views):
+                    params[name].copy_(self._stored(name, view[k]))
+
+
+def make_stack(models: list[nn.Module], masks: list[Mask], precision: str = "fp32") -> ModelStack:
+    """The stack for these models: StackedLinear for fully connected ones, else one SingleModule."""
+    if stackable(models[0]):
+        return StackedLinear(models, masks, precision)
+    if len(models) != 1:
+        raise ValueError(f"only fully connected models train stacked; got {len(models)} {type(models[0]).__name__}")
+    return SingleModule(models[0], masks[0], precision)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,24 +249,152 @@ def total_iterations(config: ExperimentConfig, num_train: int) -> int:
     return config.epochs * math.ceil(num_train / config.batch_size)
 
 
-def make_optimizer(params: list[nn.Parameter], config: ExperimentConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: list[torch.Tensor], config: ExperimentConfig) -> torch.optim.Optimizer:
     """A fresh fused optimizer (fused Adam avoids the slow sqrt of exact zeros at pruned weights)."""
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, fused=True)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, fused=True)
 
 
+def _rows(tensors: list[torch.Tensor], start: int, stop: int) -> torch.Tensor:
+    """Rows start:stop of each model's tensor, as [K, rows, ...]."""
+    if all(tensor is tensors[0] for tensor in tensors):  # a broadcast view: no copy of shared data
+        return tensors[0][start:stop].unsqueeze(0).expand(len(tensors), *tensors[0][start:stop].shape)
+    return torch.stack([tensor[start:stop] for tensor in tensors])
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy (fraction) over a whole split."""
-    loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device, dtype=torch.long)
-    for start in range(0, len(labels), EVAL_BATCH_SIZE):
-        logits = model(images[start : start + EVAL_BATCH_SIZE])
-        target = labels[start : start + EVAL_BATCH_SIZE]
-        loss_sum += F.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(1) == target).sum()
-    return loss_sum.item() / len(labels), correct.item() / len(labels)
+def evaluate(
+    stack: ModelStack,
+    images: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    weights: list[torch.Tensor] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Per model: mean cross-entropy loss and accuracy (fraction) over its split (images[k],
+    labels[k]), with the stack's current weights or `weights`."""
+    count = len(labels[0])
+    loss_sum = torch.zeros(stack.count, device=images[0].device, dtype=torch.float64)
+    correct = torch.zeros(stack.count, device=images[0].device, dtype=torch.long)
+    for start in range(0, count, EVAL_BATCH_SIZE):
+        logits = stack.forward(_rows(images, start, start + EVAL_BATCH_SIZE), weights)
+        target = _rows(labels, start, start + EVAL_BATCH_SIZE)
+        loss_sum += F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1)
+        correct += (logits.argmax(2) == target).sum(1)
+    return (loss_sum / count).tolist(), (correct / count).tolist()
+
+
+def train_stack(
+    stack: ModelStack,
+    optimizer: torch.optim.Optimizer,
+    splits: list[Splits],
+    config: ExperimentConfig,
+    data_seeds: list[int],
+    rewind_iteration: int | None = None,
+    description: str = "train",
+) -> list[TrainResult]:
+    """Train the stack's K models in place with `optimizer` (over stack.leaves), model k on
+    splits[k] in the data order of data_seeds[k]. `config` must be resolved; every split holds
+    the same number of training examples, on the stack's device.
+
+    The validation loss is measured every `config.eval_every` steps and at the end; the step of
+    least validation loss is the early-stopping iteration, and the test accuracy of the weights
+    at that step is measured once, at the end, beside the final one. With `rewind_iteration`,
+    each model's weights after that many steps are returned as its `rewind_state`. Times are the
+    stack's, shared equally among its models. Results are not yet `finish`ed (see train_models).
+    """
+    count = stack.count
+    num_train = len(splits[0].train_labels)
+    if any(len(s.train_labels) != num_train for s in splits):
+        raise ValueError("stacked models must train on the same number of examples")
+    iterations = total_iterations(config, num_train)
+    generators = [torch.Generator().manual_seed(seed) for seed in data_seeds]
+    results = [TrainResult(iterations) for _ in range(count)]
+    best = [view.clone() for view in stack.views]  # each model's weights at its least validation loss
+    device = splits[0].train_images.device
+    images = splits[0].train_images
+    batch_images = torch.empty(count, config.batch_size, *images.shape[1:], dtype=images.dtype, device=device)
+    batch_labels = torch.empty(count, config.batch_size, dtype=torch.long, device=device)
+    with torch.no_grad():
+        torch._foreach_mul_(stack.masked_leaves, stack.leaf_masks)
+    eval_seconds = 0.0
+
+    def validate(step: int) -> None:
+        nonlocal eval_seconds
+        started_eval = time.perf_counter()
+        losses, _ = evaluate(stack, [s.val_images for s in splits], [s.val_labels for s in splits])
+        for k, (result, loss) in enumerate(zip(results, losses)):
+            if result.record(step, loss):
+                for kept, view in zip(best, stack.views):
+                    kept[k].copy_(view[k])
+        eval_seconds += time.perf_counter() - started_eval
+
+    started = time.perf_counter()
+    step = 0
+    label = description if count == 1 else f"{description} (x{count})"
+    with tqdm(total=iterations, desc=label, disable=config.quiet, mininterval=1.0) as bar:
+        while step < iterations:
+            orders = [torch.randperm(num_train, generator=g).to(device) for g in generators]
+            for start in range(0, num_train, config.batch_size):
+                size = min(config.batch_size, num_train - start)
+                for k, (split, order) in enumerate(zip(splits, orders)):
+                    torch.index_select(split.train_images, 0, order[start : start + size], out=batch_images[k, :size])
+                    torch.index_select(split.train_labels, 0, order[start : start + size], out=batch_labels[k, :size])
+                logits = stack.forward(batch_images[:, :size])
+                loss = F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), batch_labels[:, :size].reshape(-1), reduction="sum"
+                )
+                optimizer.zero_grad(set_to_none=True)  # backward then writes, not adds, the gradients
+                (loss / size).backward()
+                with torch.no_grad():
+                    torch._foreach_mul_([leaf.grad for leaf in stack.masked_leaves], stack.leaf_masks)
+                    optimizer.step()
+                step += 1
+                for result in results:
+                    result.examples += size
+                bar.update()
+                if step == rewind_iteration:
+                    for k, result in enumerate(results):
+                        result.rewind_state = stack.model_state(k)
+                if (config.eval_every and step % config.eval_every == 0) or step == iterations:
+                    validate(step)
+                if step == iterations:
+                    break
+    train_seconds = time.perf_counter() - started - eval_seconds
+    started_eval = time.perf_counter()
+    test_images, test_labels = [s.test_images for s in splits], [s.test_labels for s in splits]
+    _, final = evaluate(stack, test_images, test_labels)
+    at_best = final
+    if any(result.early_stop_iter not in (0, iterations) for result in results):
+        _, at_best = evaluate(stack, test_images, test_labels, best)
+    for result, final_acc, best_acc in zip(results, final, at_best):
+        result.test_acc = final_acc
+        if result.early_stop_iter:  # 0: no finite validation loss, so no early-stopping point
+            result.test_acc_at_early_stop = final_acc if result.early_stop_iter == iterations else best_acc
+    eval_seconds += time.perf_counter() - started_eval
+    for result in results:
+        result.train_seconds, result.eval_seconds = train_seconds / count, eval_seconds / count
+    return results
+
+
+def train_models(
+    models: list[nn.Module],
+    masks: list[Mask],
+    splits: list[Splits],
+    config: ExperimentConfig,
+    data_seeds: list[int],
+    rewind_iteration: int | None = None,
+    description: str = "train",
+) -> list[TrainResult]:
+    """Train the models in place, each under its mask on its splits (on the models' device) in
+    its data order: fully connected models as one stack, any other model alone (make_stack).
+    Each result is what training that model alone gives, bitwise. Checks that every mask held."""
+    stack = make_stack(models, masks, config.precision)
+    optimizer = make_optimizer(stack.leaves, config)
+    results = train_stack(stack, optimizer, splits, config, data_seeds, rewind_iteration, description)
+    stack.write_back()
+    for model, mask, result in zip(models, masks, results):
+        result.finish(model, mask)
+    return results
 
 
 def train(
@@ -119,62 +405,9 @@ def train(
     data_seed: int,
     rewind_iteration: int | None = None,
     description: str = "train",
-    optimizer: torch.optim.Optimizer | None = None,
 ) -> TrainResult:
-    """Train `model` in place under `mask` on `splits` (all on the model's device).
-
-    `config` must be resolved. The data order comes from `data_seed` alone. Validation loss and
-    test accuracy are measured every `config.eval_every` steps and at the end; the early-stopping
-    iteration is the one of least validation loss. With `rewind_iteration`, the weights after
-    that many steps are returned as `rewind_state`. `optimizer` defaults to a fresh one
-    (make_optimizer); pass one to inspect its state afterwards.
-    """
-    params = dict(model.named_parameters())
-    masked = [params[name] for name in mask]
-    masks = [m.to(p.device) for p, m in zip(masked, mask.values())]
-    with torch.no_grad():
-        torch._foreach_mul_(masked, masks)
-    optimizer = optimizer or make_optimizer(list(params.values()), config)
-    num_train = len(splits.train_labels)
-    iterations = total_iterations(config, num_train)
-    generator = torch.Generator().manual_seed(data_seed)
-    result = TrainResult(iterations)
-    eval_seconds = 0.0
-
-    def record(step: int) -> None:
-        nonlocal eval_seconds
-        started_eval = time.perf_counter()
-        val_loss, _ = evaluate(model, splits.val_images, splits.val_labels)
-        test_acc = math.nan
-        if result.needs_test(step, val_loss):
-            _, test_acc = evaluate(model, splits.test_images, splits.test_labels)
-        result.record(step, val_loss, test_acc)
-        eval_seconds += time.perf_counter() - started_eval
-
-    started = time.perf_counter()
-    step = 0
-    with tqdm(total=iterations, desc=description, disable=config.quiet, mininterval=1.0) as bar:
-        while step < iterations:
-            order = torch.randperm(num_train, generator=generator).to(splits.train_images.device)
-            for start in range(0, num_train, config.batch_size):
-                batch = order[start : start + config.batch_size]
-                loss = F.cross_entropy(model(splits.train_images[batch]), splits.train_labels[batch])
-                optimizer.zero_grad(set_to_none=True)  # backward then writes, not adds, the gradients
-                loss.backward()
-                with torch.no_grad():
-                    torch._foreach_mul_([p.grad for p in masked], masks)
-                    optimizer.step()
-                step += 1
-                result.examples += len(batch)
-                bar.update()
-                if step == rewind_iteration:
-                    result.rewind_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                if (config.eval_every and step % config.eval_every == 0) or step == iterations:
-                    record(step)
-                if step == iterations:
-                    break
-    result.finish(model, mask, time.perf_counter() - started - eval_seconds, eval_seconds)
-    return result
+    """Train one model in place (train_models with a stack of one)."""
+    return train_models([model], [mask], [splits], config, [data_seed], rewind_iteration, description)[0]
 
 
 def check_mask_holds(model: nn.Module, mask: Mask) -> dict[str, int]:

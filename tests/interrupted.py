@@ -17,7 +17,7 @@ import sys
 import torch
 
 from lthutils import __main__ as cli
-from lthutils import batched, experiments, lottery, results, training
+from lthutils import experiments, lottery, results, training
 
 POINTS = (
     "data split",  # before any training
@@ -105,7 +105,6 @@ def recording(original):
 results.os.fsync = fsync_then_maybe_die
 results.os.replace = replace_and_maybe_die
 torch.optim.Adam.step = step_then_maybe_die(torch.optim.Adam.step)
-batched._evaluate = counted("evaluation", batched._evaluate)
 training.evaluate = counted("evaluation", training.evaluate)
 experiments.make_splits = counted("data split", experiments.make_splits)
 lottery.next_mask = counted("pruning", lottery.next_mask)

@@ -4,10 +4,24 @@ import pytest
 import torch
 
 from lthutils.config import ConfigError, ExperimentConfig
+from lthutils.data import Splits, make_splits
 from lthutils.lottery import Ticket, fresh_weights
 from lthutils.models import build_model
-from lthutils.pruning import Mask, prune_layerwise
-from lthutils.training import check_mask_holds, make_optimizer, resolve_device, total_iterations, train
+from lthutils.pruning import Mask, prune_layerwise, random_mask
+from lthutils.training import (
+    SingleModule,
+    StackedLinear,
+    check_mask_holds,
+    evaluate,
+    make_optimizer,
+    make_stack,
+    resolve_device,
+    stackable,
+    total_iterations,
+    train,
+    train_models,
+    train_stack,
+)
 
 
 def half_pruned(model):
@@ -16,23 +30,46 @@ def half_pruned(model):
     return prune_layerwise(weights, mask, {name: 0.5 for name in mask})
 
 
-@pytest.mark.parametrize("optimizer_name", ["adam", "sgd"])
-def test_pruned_weights_stay_zero_and_get_no_optimizer_state(fashion_splits, optimizer_name):
+def tickets(template, count):
+    """Different masks (density 30-90%) and different initial weights per model."""
+    result = []
+    for k in range(count):
+        dense = Mask.ones(template)
+        keep = {
+            name: (torch.rand(m.shape, generator=torch.Generator().manual_seed(k)) < 0.3 + 0.15 * k).float()
+            for name, m in dense.items()
+        }
+        result.append(
+            Ticket(random_mask(Mask(keep), torch.Generator().manual_seed(k)), fresh_weights(template, k), 0, 0)
+        )
+    return result
+
+
+@pytest.mark.parametrize(
+    "optimizer_name, model, precision",
+    [("adam", "lenet300", "fp32"), ("sgd", "lenet300", "bf16"), ("adam", "lenet5", "bf16"), ("sgd", "lenet5", "fp32")],
+)
+def test_pruned_weights_stay_zero_and_get_no_optimizer_state(fashion_splits, optimizer_name, model, precision):
     lr = 0.05 if optimizer_name == "sgd" else 1e-3
-    config = ExperimentConfig(optimizer=optimizer_name, lr=lr, iterations=200, eval_every=50, quiet=True).resolved()
-    model = build_model(config, (1, 28, 28), 10, seed=0)
-    mask = half_pruned(model)
-    optimizer = make_optimizer(list(model.parameters()), config)
-    result = train(model, mask, fashion_splits, config, data_seed=0, optimizer=optimizer)
+    config = ExperimentConfig(
+        model=model, optimizer=optimizer_name, lr=lr, iterations=120, eval_every=40, precision=precision, quiet=True
+    ).resolved()
+    network = build_model(config, (1, 28, 28), 10, seed=0)
+    mask = half_pruned(network)
+    stack = make_stack([network], [mask], precision)
+    optimizer = make_optimizer(stack.leaves, config)
+    (result,) = train_stack(stack, optimizer, [fashion_splits], config, [0])
+    stack.write_back()
+    result.finish(network, mask)
     assert result.nonzero_by_layer == mask.alive()  # survivors trained and non-zero, pruned ones zero
-    params = dict(model.named_parameters())
-    for name, m in mask.items():
-        assert torch.count_nonzero(params[name][m == 0]) == 0
-        state = optimizer.state[params[name]]
+    for leaf, leaf_mask in zip(stack.masked_leaves, stack.leaf_masks):
+        assert torch.count_nonzero(leaf.detach()[leaf_mask == 0]) == 0
+        state = optimizer.state[leaf]
         for buffer in ("exp_avg", "exp_avg_sq") if isinstance(optimizer, torch.optim.Adam) else ("momentum_buffer",):
-            assert torch.count_nonzero(state[buffer][m == 0]) == 0, (name, buffer)
-            assert torch.count_nonzero(state[buffer][m == 1]) > 0.9 * m.sum(), (name, buffer)
-    assert result.iterations == 200 and [h[0] for h in result.history] == [50, 100, 150, 200]
+            assert torch.count_nonzero(state[buffer][leaf_mask == 0]) == 0, buffer
+            assert torch.count_nonzero(state[buffer][leaf_mask == 1]) > 0.5 * leaf_mask.sum(), buffer  # survivors
+    assert result.iterations == 120 and [h[0] for h in result.history] == [40, 80, 120]
+    assert result.test_acc > 0.5  # real data, chance is 0.1
 
 
 def test_training_learns_real_data(fashion_splits):
@@ -41,15 +78,28 @@ def test_training_learns_real_data(fashion_splits):
     result = train(model, Mask.ones(model), fashion_splits, config, data_seed=0)
     assert result.test_acc > 0.65  # chance is 0.10; 500 images, 4 epochs
     assert result.early_stop_iter == result.iterations == total_iterations(config, 500) == 4 * 9
+    assert result.test_acc_at_early_stop == result.test_acc
 
 
-def test_early_stopping_picks_least_validation_loss(fashion_splits):
-    config = ExperimentConfig(iterations=120, eval_every=10, lr=0.01, quiet=True).resolved()
-    model = build_model(config, (1, 28, 28), 10, seed=0)
-    result = train(model, Mask.ones(model), fashion_splits, config, data_seed=0)
+@pytest.mark.parametrize("model", ["lenet300", "lenet5"])
+def test_early_stopping_snapshot_equals_evaluating_at_that_step(fashion_splits, model):
+    """The test accuracy at early stop, measured once at the end on the kept weights, is what
+    evaluating the test set at that step gives: the same run cut short at that step."""
+    config = ExperimentConfig(model=model, iterations=150, eval_every=10, lr=0.01, quiet=True).resolved()
+    template = build_model(config, (1, 28, 28), 10, seed=0)
+    result = train(template, Mask.ones(template), fashion_splits, config, data_seed=0)
     best = min(result.history, key=lambda h: h[1])
-    assert (result.early_stop_iter, result.test_acc_at_early_stop) == (best[0], best[2])
-    assert (result.val_loss, result.test_acc) == result.history[-1][1:]
+    assert (result.early_stop_iter, result.best_val_loss) == best and result.val_loss == result.history[-1][1]
+    assert 0 < result.early_stop_iter < 150  # lr 0.01 overfits 500 images: the snapshot is not the end
+
+    def accuracy_after(steps: int) -> float:
+        model = build_model(config, (1, 28, 28), 10, seed=0)
+        train(model, Mask.ones(model), fashion_splits, dataclasses.replace(config, iterations=steps), data_seed=0)
+        stack = make_stack([model], [Mask.ones(model)])
+        return evaluate(stack, [fashion_splits.test_images], [fashion_splits.test_labels])[1][0]
+
+    assert result.test_acc_at_early_stop == accuracy_after(result.early_stop_iter)
+    assert result.test_acc == accuracy_after(150)
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(fashion_splits):
@@ -72,6 +122,93 @@ def test_rewind_state_is_the_weights_after_k_steps(fashion_splits):
     short = ticket.model(template)
     train(short, ticket.mask, fashion_splits, dataclasses.replace(config, iterations=3), data_seed=0)
     assert all(torch.equal(full.rewind_state[k], v) for k, v in short.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "optimizer_name, model, precision",
+    [("adam", "lenet300", "fp32"), ("sgd", "fc", "fp32"), ("adam", "fc", "bf16"), ("sgd", "lenet300", "bf16")],
+)
+def test_a_model_trains_the_same_alone_or_in_any_stack(fashion, optimizer_name, model, precision):
+    """Bitwise: model 0 trained alone equals model 0 trained beside 1 or 4 others (other masks,
+    weights and data), so grouping, scheduling and resuming cannot change a run's numbers."""
+    lr = 0.05 if optimizer_name == "sgd" else 1.2e-3
+    config = ExperimentConfig(
+        model=model, n_layers=1, n_neurons=10, optimizer=optimizer_name, lr=lr, iterations=40, eval_every=10
+    )
+    config = dataclasses.replace(config, precision=precision, quiet=True).resolved()
+    template = build_model(config, (1, 28, 28), 10, seed=0)
+    splits = [make_splits(fashion, 130, 300, seed) for seed in (0, 0, 1, 2, 3)]  # 130: a short last batch
+    started = tickets(template, 5)
+    runs = []
+    for count in (1, 2, 5):
+        models = [ticket.model(template) for ticket in started[:count]]
+        masks = [ticket.mask for ticket in started[:count]]
+        results = train_models(models, masks, splits[:count], config, list(range(count)), rewind_iteration=7)
+        runs.append((models, results))
+    (alone, (first,)) = runs[0]
+    for models, results in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(alone[0].parameters(), models[0].parameters()))
+        assert results[0].history == first.history
+        assert results[0].rewind_state.keys() == first.rewind_state.keys()
+        assert all(torch.equal(results[0].rewind_state[n], first.rewind_state[n]) for n in first.rewind_state)
+        assert results[0].test_acc == first.test_acc
+        assert results[0].test_acc_at_early_stop == first.test_acc_at_early_stop
+    models, results = runs[2]
+    for ticket, result in zip(started, results):
+        assert result.nonzero_by_layer == ticket.mask.alive()  # every model's mask held
+        assert result.examples == 13 * 130 + 60  # 130 images: epochs of 3 steps (60, 60, 10), 40 steps
+
+
+def to_double(splits: Splits) -> Splits:
+    tensors = {f.name: getattr(splits, f.name) for f in dataclasses.fields(splits)}
+    return Splits(**{name: t.double() if t.is_floating_point() else t for name, t in tensors.items()})
+
+
+@pytest.mark.parametrize("optimizer_name", ["adam", "sgd"])
+def test_stacked_and_single_training_match_a_float64_reference(fashion_splits, optimizer_name):
+    """The stacked layout rounds differently from nn.Linear, so neither is the other's oracle:
+    both must stay close to the same training done in float64."""
+    lr = 0.05 if optimizer_name == "sgd" else 1.2e-3
+    config = ExperimentConfig(optimizer=optimizer_name, lr=lr, iterations=50, eval_every=0, quiet=True).resolved()
+    template = build_model(config, (1, 28, 28), 10, seed=0)
+    (ticket,) = tickets(template, 1)
+    trained = {}
+    for name, precision in (("stacked", torch.float32), ("single", torch.float32), ("reference", torch.float64)):
+        model = ticket.model(template).to(precision)
+        mask = Mask({n: m.to(precision) for n, m in ticket.mask.items()})
+        splits = fashion_splits if precision == torch.float32 else to_double(fashion_splits)
+        stack = StackedLinear([model], [mask], "fp32") if name == "stacked" else SingleModule(model, mask, "fp32")
+        train_stack(stack, make_optimizer(stack.leaves, config), [splits], config, [0])
+        stack.write_back()
+        trained[name] = dict(model.named_parameters())
+    for name, reference in trained["reference"].items():
+        for layout in ("stacked", "single"):
+            error = (trained[layout][name].double() - reference).abs().max().item()
+            assert error < 2e-5, (layout, name, error)
+        assert not torch.equal(trained["stacked"][name], trained["single"][name].to(reference.dtype).float())
+
+
+def test_bf16_stays_close_to_fp32_and_holds_masks(fashion_splits):
+    config = ExperimentConfig(epochs=4, eval_every=9, quiet=True).resolved()
+    template = build_model(config, (1, 28, 28), 10, seed=0)
+    mask = half_pruned(template)
+    accuracy = {}
+    for precision in ("fp32", "bf16"):
+        model = Ticket(mask, fresh_weights(template, 0), 0, 0).model(template)
+        result = train(model, mask, fashion_splits, dataclasses.replace(config, precision=precision), data_seed=0)
+        assert result.nonzero_by_layer == mask.alive() and check_mask_holds(model, mask) == mask.alive()
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        accuracy[precision] = result.test_acc
+    assert accuracy["bf16"] != accuracy["fp32"]  # the products did run in another precision
+    assert abs(accuracy["bf16"] - accuracy["fp32"]) < 0.02
+
+
+def test_only_fully_connected_models_stack():
+    assert stackable(build_model(ExperimentConfig(model="lenet300"), (1, 28, 28), 10, seed=0))
+    lenet5 = build_model(ExperimentConfig(model="lenet5"), (1, 28, 28), 10, seed=0)
+    assert not stackable(lenet5)
+    with pytest.raises(ValueError, match="only fully connected models train stacked"):
+        make_stack([lenet5, lenet5], [Mask.ones(lenet5)] * 2)
 
 
 def test_a_leak_is_caught(fashion_splits):

@@ -1,0 +1,296 @@
+"""What a study asks for before it runs: trainings, optimizer steps, training examples, dense
+FLOPs, and a projected wall time on this machine.
+
+The counts follow from the plan alone and equal what the runs' rows then record (one row per
+training; `train_iterations` and `train_examples` per row). The time comes from a short
+calibration of each architecture's training step (stacks of 1 and 4 models) and evaluation on
+this machine, measured once and cached in `~/.cache/lthutils/calibration.json` (or
+$LTHUTILS_CACHE), then spread over the workers the way `cluster.run_units` hands out tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from lthutils.config import ExperimentConfig
+from lthutils.data import Splits
+from lthutils.experiments import Setting, prepare
+from lthutils.lottery import kinds_at
+from lthutils.models import build_model
+from lthutils.pruning import Mask
+from lthutils.results import RunStore, write_json
+from lthutils.training import (
+    EVAL_BATCH_SIZE,
+    MAX_STACKED_MODELS,
+    evaluate,
+    make_optimizer,
+    make_stack,
+    stackable,
+    total_iterations,
+    train_stack,
+)
+
+if TYPE_CHECKING:
+    from lthutils.study import Unit
+
+CALIBRATION_STEPS = 50
+CALIBRATION_STACK = 4  # the second stack size timed: step time is fitted as a + b * K
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Models trained together: `count` trainings of one setting, each of `steps` steps."""
+
+    config: ExperimentConfig  # resolved; its architecture, batch size and precision set the speed
+    count: int
+    steps: int
+    examples: int  # training examples each model processes
+    eval_examples: int  # validation and test examples each model is evaluated on (test set twice)
+    forward_flops: int  # one example through one dense model
+    stacked: bool  # fully connected: the models share each step (training.StackedLinear)
+
+
+@dataclass
+class Cost:
+    """Totals over trainings; `seconds` is None where no projection is made (a remote cluster)."""
+
+    trainings: int = 0
+    done: int = 0  # trainings whose rows already exist: a rerun skips them
+    steps: int = 0
+    examples: int = 0
+    flops: float = 0.0
+    seconds: float | None = 0.0
+
+    def add(self, other: Cost) -> None:
+        for name in ("trainings", "done", "steps", "examples", "flops"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.seconds = None if self.seconds is None or other.seconds is None else self.seconds + other.seconds
+
+    def describe(self) -> str:
+        todo = f" ({self.done} done: a rerun skips them)" if self.done else ""
+        when = "time not projected" if self.seconds is None else f"about {_duration(self.seconds)} on this machine"
+        return (
+            f"{self.trainings} trainings{todo}, {self.steps:,} optimizer steps, {self.examples:,} sample-epochs "
+            f"(training examples processed), {self.flops / 1e12:,.1f} dense TFLOP; {when}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} hours"
+
+
+def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-add FLOPs (2 per multiply-add) of one example through the dense model."""
+    flops = 0
+
+    def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal flops
+        if isinstance(module, nn.Linear):
+            flops += 2 * module.in_features * module.out_features
+        elif isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            flops += 2 * per_output * output[0].numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    for hook in hooks:
+        hook.remove()
+    return flops
+
+
+def examples_in(steps: int, num_train: int, batch_size: int) -> int:
+    """Training examples in `steps` steps of epochs of ceil(num_train / batch_size) steps."""
+    per_epoch = math.ceil(num_train / batch_size)
+    epochs, rest = divmod(steps, per_epoch)
+    return epochs * num_train + min(rest * batch_size, num_train)
+
+
+def evaluations(steps: int, eval_every: int) -> int:
+    """Validation evaluations of a run: every eval_every steps, and at the end."""
+    periodic = steps // eval_every if eval_every else 0
+    return periodic + (0 if eval_every and steps % eval_every == 0 else 1)
+
+
+def unit_tasks(unit: Unit, setting: Setting, per_seed: bool) -> list[list[Stack]]:
+    """The unit's work as tasks (one per seed when `per_seed`, as a cluster runs it; else one),
+    each a list of stacks grouped as lottery.run_imp and experiments._train_on_target group them.
+    Trainings whose rows exist are left out."""
+    config = setting.config
+    source = None if unit.source is None else unit.source.run_id()
+    done = RunStore(config.exp_root, config.name, config.run_id(source), config.model_root).done()
+    steps = total_iterations(config, setting.num_train)
+    splits = setting.splits(config.seeds[0])
+    examples = examples_in(steps, setting.num_train, config.batch_size)
+    eval_examples = evaluations(steps, config.eval_every) * len(splits.val_labels) + 2 * len(splits.test_labels)
+    flops = forward_flops(setting.template, setting.dataset.input_shape)
+    stacked = stackable(setting.template)
+    size = MAX_STACKED_MODELS if stacked else 1
+    tasks = []
+    for seeds in [(seed,) for seed in config.seeds] if per_seed else [config.seeds]:
+        counts = []  # a search trains round by round; a transfer all its rounds at once
+        groups = [[r] for r in range(config.rounds + 1)] if unit.source is None else [range(config.rounds + 1)]
+        for group in groups:
+            items = [
+                (seed, r, kind)
+                for r in group
+                for kind in kinds_at(r, config.controls)
+                for seed in seeds
+                if (seed, r, kind) not in done
+            ]
+            counts += [len(items[i : i + size]) for i in range(0, len(items), size)]
+        tasks.append([Stack(config, count, steps, examples, eval_examples, flops, stacked) for count in counts])
+    return tasks
+
+
+def plan_cost(units: list[Unit], scheduler: str | None, workers: int | None = None) -> Cost:
+    """What these units (a notebook's plan) ask for, and how long they take here when run with
+    `scheduler` ('local' with `workers` processes, 'none' in one process, an address: no time)."""
+    cores = len(os.sched_getaffinity(0))
+    per_seed = scheduler != "none"
+    workers = workers or cores
+    threads = max(1, cores // workers) if per_seed else torch.get_num_threads()
+    settings = {config: prepare(config) for config in {unit.config for unit in units}}
+    cost = Cost(seconds=None if scheduler not in ("local", "none") else 0.0)
+    finish_of: dict[str, list[float]] = {}  # a search's run id: when each of its tasks ends
+    free = [0.0] * (workers if per_seed else 1)
+    calibration = Calibration(threads) if cost.seconds is not None else None
+    for unit in sorted(units, key=lambda u: u.source is not None):  # searches first, as run_units does
+        setting = settings[unit.config]
+        rows = len(unit.config.seeds) * sum(
+            len(kinds_at(r, unit.config.controls)) for r in range(unit.config.rounds + 1)
+        )
+        tasks = unit_tasks(unit, setting, per_seed)
+        stacks = [stack for task in tasks for stack in task]
+        todo = sum(stack.count for stack in stacks)
+        cost.trainings += rows
+        cost.done += rows - todo
+        cost.steps += sum(stack.count * stack.steps for stack in stacks)
+        cost.examples += sum(stack.count * stack.examples for stack in stacks)
+        cost.flops += sum(
+            stack.count * (3 * stack.examples + stack.eval_examples) * stack.forward_flops for stack in stacks
+        )
+        if calibration is None:
+            continue
+        ready = finish_of.get(unit.source.run_id(), [0.0] * len(tasks)) if unit.source else [0.0] * len(tasks)
+        ends = []
+        for task, ready_at in zip(tasks, ready):
+            worker = min(range(len(free)), key=free.__getitem__)
+            free[worker] = max(free[worker], ready_at) + sum(calibration.seconds(stack) for stack in task)
+            ends.append(free[worker])
+        if unit.source is None:
+            finish_of[unit.config.run_id()] = ends
+    if calibration is not None:
+        cost.seconds = max(free)
+        calibration.save()
+    return cost
+
+
+def cache_path() -> Path:
+    return Path(os.environ.get("LTHUTILS_CACHE") or Path.home() / ".cache" / "lthutils") / "calibration.json"
+
+
+def machine() -> str:
+    """What the calibration is valid for: this machine's processor, cores and torch."""
+    processor = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
+        processor = names[0] if names else processor
+    return f"{platform.node()} | {processor} | {len(os.sched_getaffinity(0))} cores | torch {torch.__version__}"
+
+
+class Calibration:
+    """Seconds per training step (by stack size) and per evaluated example, per architecture,
+    measured here with `threads` torch threads, cached per machine."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.path = cache_path()
+        try:
+            cached = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            cached = {}
+        self.all = cached if isinstance(cached, dict) else {}
+        self.measured = self.all.setdefault(machine(), {})
+        self.changed = False
+
+    def seconds(self, stack: Stack) -> float:
+        step_one, step_more, per_example = self._timings(stack)
+        slope = (step_more - step_one) / (CALIBRATION_STACK - 1)
+        step = step_one + slope * (stack.count - 1) if stack.stacked else step_one * stack.count
+        return stack.steps * step + stack.count * stack.eval_examples * per_example
+
+    def _timings(self, stack: Stack) -> list[float]:
+        config = stack.config
+        key = (
+            f"{config.architecture} batch {config.batch_size} {config.optimizer} {config.precision} "
+            f"{self.threads} threads"
+        )
+        if key not in self.measured:
+            self.measured[key] = measure(config, self.threads)
+            self.changed = True
+        return self.measured[key]
+
+    def save(self) -> None:
+        if self.changed:
+            with contextlib.suppress(OSError):  # a cache that cannot be written is measured again next time
+                write_json(self.path, self.all)
+
+
+def measure(config: ExperimentConfig, threads: int) -> list[float]:
+    """[seconds per step of one model, of a stack of CALIBRATION_STACK models (one model's again
+    for models that do not stack), seconds per evaluated example of one model], timed with
+    `threads` torch threads on synthetic 28x28 inputs (speed does not depend on the pixels)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        config = dataclasses.replace(config, iterations=CALIBRATION_STEPS, eval_every=0, quiet=True)
+        generator = torch.Generator().manual_seed(0)
+
+        def images(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.randn(count, 1, 28, 28, generator=generator), torch.randint(
+                0, 10, (count,), generator=generator
+            )
+
+        splits = Splits(*images(2 * config.batch_size), *images(10), *images(10))
+        template = build_model(config, (1, 28, 28), 10, seed=0)
+        step = []
+        for count in (1, CALIBRATION_STACK) if stackable(template) else (1, 1):
+            seconds = []
+            for _ in range(3):  # the first run warms the kernels up; the fastest of the others counts
+                stack = make_stack(
+                    [build_model(config, (1, 28, 28), 10, seed=k) for k in range(count)],
+                    [Mask.ones(template)] * count,
+                    config.precision,
+                )
+                optimizer = make_optimizer(stack.leaves, config)
+                result = train_stack(stack, optimizer, [splits] * count, config, list(range(count)))[0]
+                seconds.append(result.train_seconds * count / CALIBRATION_STEPS)  # train_seconds: per model
+            step.append(min(seconds[1:]))
+        stack = make_stack([template], [Mask.ones(template)], config.precision)
+        evaluation = images(EVAL_BATCH_SIZE)
+        seconds = []
+        for _ in range(3):
+            started = time.perf_counter()
+            evaluate(stack, [evaluation[0]], [evaluation[1]])
+            seconds.append(time.perf_counter() - started)
+        return [*step, min(seconds[1:]) / EVAL_BATCH_SIZE]
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,80 @@
+import json
+
+import pandas as pd
+import pytest
+
+from lthutils import cost, study
+from lthutils.config import ExperimentConfig
+from lthutils.models import build_model
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTHUTILS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "calibration.json"
+
+
+def q4_units(root):
+    """A search on all of digits5k (with reinit), one on 100 images, and the latter's tickets
+    trained on all of it: searches and a transfer, 2 seeds, a short last batch."""
+    return study.plan_q4(
+        [100],
+        "digits5k",
+        "fc:1x30",
+        None,
+        None,
+        rounds=2,
+        rate=None,
+        epochs=1,
+        seeds=[0, 1],
+        eval_every=20,
+        exp_root=str(root / "exp_result"),
+        model_root=str(root / "model_save"),
+        quiet=True,
+    )
+
+
+def test_the_preview_counts_what_the_run_then_records(tmp_path, cache):
+    units = q4_units(tmp_path)
+    before = cost.plan_cost(units, "none")
+    results = study.run(units)
+    rows = pd.concat([pd.read_csv(unit.results_path) for unit in units])
+    assert before.trainings == len(rows) == len(results) == 2 * (5 + 3 + 5)  # per seed: full search 1 + 2 x 2, small 3, transfer 5
+    assert before.done == 0
+    assert before.steps == rows["train_iterations"].sum()
+    assert before.examples == rows["train_examples"].sum()
+    assert before.seconds > 0 and before.flops > 0
+    after = cost.plan_cost(units, "none")
+    assert (after.trainings, after.done, after.steps, after.examples, after.flops) == (len(rows), len(rows), 0, 0, 0)
+    assert "26 trainings (26 done: a rerun skips them), 0 optimizer steps" in after.describe()
+
+
+def test_calibration_is_measured_once_per_machine_and_setting(tmp_path, cache):
+    units = q4_units(tmp_path)
+    cost.plan_cost(units, "local", workers=2)
+    measured = json.loads(cache.read_text())
+    assert list(measured) == [cost.machine()]
+    (key,) = measured[cost.machine()]  # one architecture, batch size, optimizer, precision, thread count
+    assert key == "fc1x30 batch 60 adam fp32 1 threads"
+    step_one, step_four, per_example = measured[cost.machine()][key]
+    assert 0 < step_one < step_four and per_example > 0
+    stamp = cache.stat().st_mtime_ns
+    cost.plan_cost(units, "local", workers=2)
+    assert cache.stat().st_mtime_ns == stamp  # read, not measured again
+    assert cost.plan_cost(units, "tcp://127.0.0.1:8786").seconds is None  # a cluster elsewhere: no projection
+
+
+def test_forward_flops_of_known_models():
+    lenet300 = build_model(ExperimentConfig(model="lenet300"), (1, 28, 28), 10, seed=0)
+    assert cost.forward_flops(lenet300, (1, 28, 28)) == 2 * (784 * 300 + 300 * 100 + 100 * 10)
+    lenet5 = build_model(ExperimentConfig(model="lenet5"), (1, 28, 28), 10, seed=0)
+    convolutions = 2 * (1 * 25 * 6 * 28 * 28 + 6 * 25 * 16 * 10 * 10)
+    assert cost.forward_flops(lenet5, (1, 28, 28)) == convolutions + 2 * (400 * 120 + 120 * 84 + 84 * 10)
+
+
+def test_examples_and_evaluations_of_a_run():
+    assert cost.examples_in(40, 130, 60) == 13 * 130 + 60  # epochs of 60, 60, 10
+    assert cost.examples_in(3, 130, 60) == 130
+    assert cost.evaluations(150, 10) == 15
+    assert cost.evaluations(155, 10) == 16  # and one at the end
+    assert cost.evaluations(5, 0) == 1
