@@ -189,7 +189,7 @@ def main() -> None:
     report["usual_loop_seconds_per_epoch"] = usual
     report["lone_model_vs_twin_pair"] = {"lone_seconds": one, "pair_seconds": pair, "ratio": one / pair}
     print(
-        f"\nusual DataLoader + ToTensor loop, LeNet-300-100: {usual:.3f} s/epoch ({usual / one:.1f}x one lthutils model)"
+        f"\nusual DataLoader + ToTensor loop, LeNet-300-100: {usual:.3f} s/epoch ({usual / one:.1f}x one model here)"
     )
     print(
         f"a lone LeNet-300-100 (stack of one): {one:.3f} s/epoch; the pair a twin made of it: {pair:.3f} s "

@@ -39,7 +39,8 @@ def test_the_preview_counts_what_the_run_then_records(tmp_path, cache):
     before = cost.plan_cost(units, "none")
     results = study.run(units)
     rows = pd.concat([pd.read_csv(unit.results_path) for unit in units])
-    assert before.trainings == len(rows) == len(results) == 2 * (5 + 3 + 5)  # per seed: full search 1 + 2 x 2, small 3, transfer 5
+    # per seed: the full search 1 + 2 x 2, the small one 3, the transfer 5
+    assert before.trainings == len(rows) == len(results) == 2 * (5 + 3 + 5)
     assert before.done == 0
     assert before.steps == rows["train_iterations"].sum()
     assert before.examples == rows["train_examples"].sum()
