@@ -188,9 +188,7 @@ def main() -> None:
     pair = report["models"]["lenet300"]["variants"]["K=2, fp32"]["seconds_per_model_epoch"] * 2
     report["usual_loop_seconds_per_epoch"] = usual
     report["lone_model_vs_twin_pair"] = {"lone_seconds": one, "pair_seconds": pair, "ratio": one / pair}
-    print(
-        f"\nusual DataLoader + ToTensor loop, LeNet-300-100: {usual:.3f} s/epoch ({usual / one:.1f}x one model here)"
-    )
+    print(f"\nusual DataLoader + ToTensor loop, LeNet-300-100: {usual:.3f} s/epoch ({usual / one:.1f}x one model here)")
     print(
         f"a lone LeNet-300-100 (stack of one): {one:.3f} s/epoch; the pair a twin made of it: {pair:.3f} s "
         f"({one / pair:.2f} of it)"
