@@ -46,6 +46,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-train", type=int, help="class-stratified training subset size")
     parser.add_argument("--val-size", type=int, help="validation examples carved from the training pool")
     parser.add_argument("--eval-every", type=int, help="steps between evaluations")
+    parser.add_argument("--precision", help="fp32, or bf16 (matrix products in bfloat16)")
     parser.add_argument("--device", help="auto, cpu, cuda or mps")
     parser.add_argument("--quiet", action="store_true", default=None, help="hide progress bars")
 

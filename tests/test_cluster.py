@@ -21,13 +21,14 @@ TIMING = ["train_seconds", "eval_seconds", "checksum"]  # may differ between run
 
 def q3_units(root: Path, seeds=(0, 1), rounds=1, iterations=30) -> list[study.Unit]:
     """Tickets found with SGD and with Adam on 400 digits, each trained with the other: 2 searches
-    and 2 transfers, one task per seed of each."""
+    and 2 transfers, one task per seed of each. LeNet-300-100: products big enough to be split
+    across threads, so that workers' one thread must give what the client's two give."""
     return study.plan_q3(
         ["sgd", "adam"],
         0.01,
         0.9,
         "digits5k",
-        "fc:1x30",
+        "lenet300",
         400,
         [1],
         rounds=rounds,
