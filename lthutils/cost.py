@@ -17,9 +17,10 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -159,9 +160,12 @@ def unit_tasks(unit: Unit, setting: Setting, per_seed: bool) -> list[list[Stack]
     return tasks
 
 
-def plan_cost(units: list[Unit], scheduler: str | None, workers: int | None = None) -> Cost:
+def plan_cost(
+    units: list[Unit], scheduler: str | None, workers: int | None = None, calibration: Calibration | None = None
+) -> Cost:
     """What these units (a notebook's plan) ask for, and how long they take here when run with
-    `scheduler` ('local' with `workers` processes, 'none' in one process, an address: no time)."""
+    `scheduler` ('local' with `workers` processes, 'none' in one process, an address: no time).
+    `calibration`: the caller's, which it saves; by default one is read and saved here."""
     cores = len(os.sched_getaffinity(0))
     per_seed = scheduler != "none"
     workers = workers or cores
@@ -170,7 +174,8 @@ def plan_cost(units: list[Unit], scheduler: str | None, workers: int | None = No
     cost = Cost(seconds=None if scheduler not in ("local", "none") else 0.0)
     finish_of: dict[str, list[float]] = {}  # a search's run id: when each of its tasks ends
     free = [0.0] * (workers if per_seed else 1)
-    calibration = Calibration(threads) if cost.seconds is not None else None
+    own = calibration is None
+    calibration = calibration or Calibration()
     for unit in sorted(units, key=lambda u: u.source is not None):  # searches first, as run_units does
         setting = settings[unit.config]
         rows = len(unit.config.seeds) * sum(
@@ -186,18 +191,19 @@ def plan_cost(units: list[Unit], scheduler: str | None, workers: int | None = No
         cost.flops += sum(
             stack.count * (3 * stack.examples + stack.eval_examples) * stack.forward_flops for stack in stacks
         )
-        if calibration is None:
+        if cost.seconds is None:
             continue
         ready = finish_of.get(unit.source.run_id(), [0.0] * len(tasks)) if unit.source else [0.0] * len(tasks)
         ends = []
         for task, ready_at in zip(tasks, ready):
             worker = min(range(len(free)), key=free.__getitem__)
-            free[worker] = max(free[worker], ready_at) + sum(calibration.seconds(stack) for stack in task)
+            free[worker] = max(free[worker], ready_at) + sum(calibration.seconds(stack, threads) for stack in task)
             ends.append(free[worker])
         if unit.source is None:
             finish_of[unit.config.run_id()] = ends
-    if calibration is not None:
+    if cost.seconds is not None:
         cost.seconds = max(free)
+    if own:
         calibration.save()
     return cost
 
@@ -217,11 +223,10 @@ def machine() -> str:
 
 
 class Calibration:
-    """Seconds per training step (by stack size) and per evaluated example, per architecture,
-    measured here with `threads` torch threads, cached per machine."""
+    """Timings measured on this machine, cached per machine: seconds per training step (by stack
+    size) and per evaluated example for each architecture, and whatever else a caller times."""
 
-    def __init__(self, threads: int):
-        self.threads = threads
+    def __init__(self):
         self.path = cache_path()
         try:
             cached = json.loads(self.path.read_text())
@@ -231,22 +236,21 @@ class Calibration:
         self.measured = self.all.setdefault(machine(), {})
         self.changed = False
 
-    def seconds(self, stack: Stack) -> float:
-        step_one, step_more, per_example = self._timings(stack)
+    def timing(self, key: str, measure: Callable[[], Any]) -> Any:
+        """The cached value of `key`, measured (and cached) first if it is not known here."""
+        if key not in self.measured:
+            self.measured[key] = measure()
+            self.changed = True
+        return self.measured[key]
+
+    def seconds(self, stack: Stack, threads: int) -> float:
+        """Projected seconds for `stack` trained with `threads` torch threads."""
+        config = stack.config
+        key = f"{config.architecture} batch {config.batch_size} {config.optimizer} {config.precision} {threads} threads"
+        step_one, step_more, per_example = self.timing(key, lambda: measure(config, threads))
         slope = (step_more - step_one) / (CALIBRATION_STACK - 1)
         step = step_one + slope * (stack.count - 1) if stack.stacked else step_one * stack.count
         return stack.steps * step + stack.count * stack.eval_examples * per_example
-
-    def _timings(self, stack: Stack) -> list[float]:
-        config = stack.config
-        key = (
-            f"{config.architecture} batch {config.batch_size} {config.optimizer} {config.precision} "
-            f"{self.threads} threads"
-        )
-        if key not in self.measured:
-            self.measured[key] = measure(config, self.threads)
-            self.changed = True
-        return self.measured[key]
 
     def save(self) -> None:
         if self.changed:

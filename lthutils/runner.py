@@ -21,10 +21,13 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import papermill
 import yaml
 
@@ -218,15 +221,33 @@ def load_all(paths: list[Path]) -> list[ParameterFile]:
 
 
 def preview(parameter_files: list[ParameterFile], scheduler: str = "local", workers: int | None = None) -> str:
-    """What the files ask for and a projected time here (cost.plan_cost), per file and in total."""
+    """What the files ask for and a projected time here (cost.plan_cost, plus each notebook's
+    start-up), per file and in total."""
     from lthutils import cost  # calibrates on first use
 
+    calibration = cost.Calibration()
+    startup = calibration.timing("notebook start-up seconds", notebook_startup_seconds)
     total = cost.Cost()
     lines = []
     for parameter_file in parameter_files:
-        asked = cost.plan_cost(plan(parameter_file), scheduler, workers)
+        asked = cost.plan_cost(plan(parameter_file), scheduler, workers, calibration)
+        if asked.seconds is not None:
+            asked.seconds += startup
         total.add(asked)
         lines.append(f"{parameter_file.path}: {asked.describe()}")
+    calibration.save()
     if len(parameter_files) > 1:
         lines.append(f"total: {total.describe()}")
-    return "cost preview (training and evaluation; notebook start and figures add a little):\n  " + "\n  ".join(lines)
+    return "cost preview (training, evaluation and notebook start-up; figures add a little):\n  " + "\n  ".join(lines)
+
+
+def notebook_startup_seconds() -> float:
+    """Seconds to start a notebook kernel, import the study and stop it (papermill, as `run` does)."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import lthutils.plots, lthutils.study")])
+    notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL, "language": "python"}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "startup.ipynb")
+        nbformat.write(notebook, path)
+        started = time.perf_counter()
+        papermill.execute_notebook(str(path), str(path), kernel_name=KERNEL, progress_bar=False, cwd=str(NOTEBOOKS_DIR))
+        return time.perf_counter() - started

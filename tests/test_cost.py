@@ -55,7 +55,7 @@ def test_calibration_is_measured_once_per_machine_and_setting(tmp_path, cache):
     cost.plan_cost(units, "local", workers=2)
     measured = json.loads(cache.read_text())
     assert list(measured) == [cost.machine()]
-    (key,) = measured[cost.machine()]  # one architecture, batch size, optimizer, precision, thread count
+    (key,) = measured[cost.machine()]  # one architecture, batch size, optimizer, precision and thread count
     assert key == "fc1x30 batch 60 adam fp32 1 threads"
     step_one, step_four, per_example = measured[cost.machine()][key]
     assert 0 < step_one < step_four and per_example > 0
