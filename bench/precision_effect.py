@@ -52,7 +52,8 @@ def main() -> None:
         seeds=("seed", "nunique"),
     )
     table["weights_remaining"] = 100 * table["weights_remaining"]
-    table["|difference| < larger seed sd"] = table["paired_difference"].abs() < table[["fp32_sd", "bf16_sd"]].max(axis=1)
+    larger_sd = table[["fp32_sd", "bf16_sd"]].max(axis=1)
+    table["|difference| < larger seed sd"] = table["paired_difference"].abs() < larger_sd
     print("test accuracy at early stop (%), per pruning level and kind; differences in points")
     print(table.reset_index().to_markdown(index=False, floatfmt=".2f"))
     print(pd.Series(seconds).map("{:.0f} s".format).to_string())
