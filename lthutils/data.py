@@ -70,8 +70,10 @@ class Splits:
     test_images: torch.Tensor
     test_labels: torch.Tensor
 
-    def to(self, device: torch.device) -> Splits:
-        return Splits(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+    def to(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Splits:
+        """These splits on `device`, their images as `dtype` (labels stay int64)."""
+        tensors = {f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}
+        return Splits(**{name: t.to(dtype) if dtype and t.is_floating_point() else t for name, t in tensors.items()})
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

@@ -312,6 +312,9 @@ def train_stack(
     generators = [torch.Generator().manual_seed(seed) for seed in data_seeds]
     results = [TrainResult(iterations) for _ in range(count)]
     best = [view.clone() for view in stack.views]  # each model's weights at its least validation loss
+    if stack.precision == "bf16":  # images cast once here, not at every step (and half the bytes to gather)
+        converted = {id(split): split.to(dtype=torch.bfloat16) for split in splits}
+        splits = [converted[id(split)] for split in splits]
     device = splits[0].train_images.device
     images = splits[0].train_images
     batch_images = torch.empty(count, config.batch_size, *images.shape[1:], dtype=images.dtype, device=device)
