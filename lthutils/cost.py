@@ -4,8 +4,9 @@ FLOPs, and a projected wall time on this machine.
 The counts follow from the plan alone and equal what the runs' rows then record (one row per
 training; `train_iterations` and `train_examples` per row). The time comes from a short
 calibration of each architecture's training step (stacks of 1 and 4 models) and evaluation on
-this machine, measured once and cached in `~/.cache/lthutils/calibration.json` (or
-$LTHUTILS_CACHE), then spread over the workers the way `cluster.run_units` hands out tasks.
+this machine, timed in as many processes at once as will train side by side, measured once and
+cached in `~/.cache/lthutils/calibration.json` (or $LTHUTILS_CACHE), then spread over the
+workers the way `cluster.run_units` hands out tasks.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import contextlib
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,7 +200,8 @@ def plan_cost(
         ends = []
         for task, ready_at in zip(tasks, ready):
             worker = min(range(len(free)), key=free.__getitem__)
-            free[worker] = max(free[worker], ready_at) + sum(calibration.seconds(stack, threads) for stack in task)
+            seconds = sum(calibration.seconds(stack, threads, len(free)) for stack in task)
+            free[worker] = max(free[worker], ready_at) + seconds
             ends.append(free[worker])
         if unit.source is None:
             finish_of[unit.config.run_id()] = ends
@@ -243,11 +247,15 @@ class Calibration:
             self.changed = True
         return self.measured[key]
 
-    def seconds(self, stack: Stack, threads: int) -> float:
-        """Projected seconds for `stack` trained with `threads` torch threads."""
+    def seconds(self, stack: Stack, threads: int, processes: int) -> float:
+        """Projected seconds for `stack` trained with `threads` torch threads in each of
+        `processes` processes training side by side."""
         config = stack.config
-        key = f"{config.architecture} batch {config.batch_size} {config.optimizer} {config.precision} {threads} threads"
-        step_one, step_more, per_example = self.timing(key, lambda: measure(config, threads))
+        key = (
+            f"{config.architecture} batch {config.batch_size} {config.optimizer} {config.precision}, "
+            f"{threads} threads x {processes} processes"
+        )
+        step_one, step_more, per_example = self.timing(key, lambda: measure_alongside(config, threads, processes))
         slope = (step_more - step_one) / (CALIBRATION_STACK - 1)
         step = step_one + slope * (stack.count - 1) if stack.stacked else step_one * stack.count
         return stack.steps * step + stack.count * stack.eval_examples * per_example
@@ -258,10 +266,23 @@ class Calibration:
                 write_json(self.path, self.all)
 
 
-def measure(config: ExperimentConfig, threads: int) -> list[float]:
+def measure_alongside(config: ExperimentConfig, threads: int, processes: int) -> list[float]:
+    """`measure` in `processes` processes at once, as many as will train side by side (the cores
+    and caches they share slow each of them down); the mean of their timings."""
+    if processes == 1:
+        return measure(config, threads)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(processes) as pool:
+        barrier = manager.Barrier(processes)
+        timings = pool.starmap(measure, [(config, threads, barrier)] * processes)
+    return [statistics.mean(values) for values in zip(*timings)]
+
+
+def measure(config: ExperimentConfig, threads: int, barrier: Any = None) -> list[float]:
     """[seconds per step of one model, of a stack of CALIBRATION_STACK models (one model's again
     for models that do not stack), seconds per evaluated example of one model], timed with
-    `threads` torch threads on synthetic 28x28 inputs (speed does not depend on the pixels)."""
+    `threads` torch threads on synthetic 28x28 inputs (speed does not depend on the pixels).
+    `barrier`: shared with processes measuring at the same time; each timing starts together."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -279,6 +300,8 @@ def measure(config: ExperimentConfig, threads: int) -> list[float]:
         for count in (1, CALIBRATION_STACK) if stackable(template) else (1, 1):
             seconds = []
             for _ in range(3):  # the first run warms the kernels up; the fastest of the others counts
+                if barrier is not None:
+                    barrier.wait()
                 stack = make_stack(
                     [build_model(config, (1, 28, 28), 10, seed=k) for k in range(count)],
                     [Mask.ones(template)] * count,
@@ -292,6 +315,8 @@ def measure(config: ExperimentConfig, threads: int) -> list[float]:
         evaluation = images(EVAL_BATCH_SIZE)
         seconds = []
         for _ in range(3):
+            if barrier is not None:
+                barrier.wait()
             started = time.perf_counter()
             evaluate(stack, [evaluation[0]], [evaluation[1]])
             seconds.append(time.perf_counter() - started)

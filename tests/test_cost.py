@@ -56,7 +56,7 @@ def test_calibration_is_measured_once_per_machine_and_setting(tmp_path, cache):
     measured = json.loads(cache.read_text())
     assert list(measured) == [cost.machine()]
     (key,) = measured[cost.machine()]  # one architecture, batch size, optimizer, precision and thread count
-    assert key == "fc1x30 batch 60 adam fp32 1 threads"
+    assert key == "fc1x30 batch 60 adam fp32, 1 threads x 2 processes"  # timed in 2 processes at once
     step_one, step_four, per_example = measured[cost.machine()][key]
     assert 0 < step_one < step_four and per_example > 0
     stamp = cache.stat().st_mtime_ns
