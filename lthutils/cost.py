@@ -272,9 +272,13 @@ def measure_alongside(config: ExperimentConfig, threads: int, processes: int) ->
     if processes == 1:
         return measure(config, threads)
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, context.Pool(processes) as pool:
-        barrier = manager.Barrier(processes)
-        timings = pool.starmap(measure, [(config, threads, barrier)] * processes)
+    with context.Manager() as manager:
+        pool = context.Pool(processes)
+        try:
+            timings = pool.starmap(measure, [(config, threads, manager.Barrier(processes))] * processes)
+        finally:
+            pool.close()
+            pool.join()
     return [statistics.mean(values) for values in zip(*timings)]
 
 
