@@ -25,8 +25,9 @@ from lthutils.training import train_models
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=8, help="K, the stacked models")
+    parser.add_argument("--precision", default="fp32", help="fp32 or bf16")
     args = parser.parse_args()
-    config = ExperimentConfig(iterations=300, eval_every=0, quiet=True).resolved()
+    config = ExperimentConfig(iterations=300, eval_every=0, precision=args.precision, quiet=True).resolved()
     dataset = load_dataset("fashionmnist")
     splits = make_splits(dataset, None, None, seed=0)
     template = build_model(config, dataset.input_shape, dataset.num_classes, seed=0)
@@ -42,7 +43,7 @@ def main() -> None:
         with profile(activities=[ProfilerActivity.CPU]) as profiler:
             results = run(config)
         per_step_ms = 1000 * results[0].train_seconds * count / config.iterations
-        print(f"\n=== train_models, K={count}: {per_step_ms:.2f} ms per step for {count} model(s) ===")
+        print(f"\n=== train_models, K={count}, {args.precision}: {per_step_ms:.2f} ms a step, {count} model(s) ===")
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
 
 
