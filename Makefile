@@ -45,5 +45,6 @@ test: setup lint
 bench: setup
 	$(PY) bench/training_speed.py
 	$(PY) bench/profile_step.py
+	$(PY) bench/profile_step.py --precision bf16
 	$(PY) bench/cluster_speed.py
 	$(PY) bench/eval_share.py exp_result
