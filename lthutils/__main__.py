@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_notebooks(args: argparse.Namespace) -> int:
     from lthutils import runner  # papermill: only for the notebook commands
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # runner.run lets papermill's INFO through
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # papermill: notebook stderr (and all, --verbose)
     try:  # a ConfigError reaches main's handler
         paths = [args.parameter_file] if args.command == "run" else [args.folder]
         executed = runner.run_all(paths, args.output_dir, args.scheduler, args.workers, args.verbose)

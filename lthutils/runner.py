@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -195,7 +196,7 @@ def run_all(
 
     cluster.check_scheduler(scheduler, workers)
     parameter_files = load_all(paths)
-    print(preview(parameter_files, scheduler, workers), flush=True)
+    print(preview(parameter_files, scheduler, workers), file=sys.stderr, flush=True)  # stdout: the executed paths
     executed, failures = [], []
     cluster.quiet_dask(verbose)
     with cluster.session(scheduler, workers) as address:
@@ -222,11 +223,11 @@ def load_all(paths: list[Path]) -> list[ParameterFile]:
 
 def preview(parameter_files: list[ParameterFile], scheduler: str = "local", workers: int | None = None) -> str:
     """What the files ask for and a projected time here (cost.plan_cost, plus each notebook's
-    start-up), per file and in total."""
+    start-up and first figure), per file and in total."""
     from lthutils import cost  # calibrates on first use
 
     calibration = cost.Calibration()
-    startup = calibration.timing("notebook start-up seconds", notebook_startup_seconds)
+    startup = calibration.timing("notebook start-up and first figure seconds", notebook_startup_seconds)
     total = cost.Cost()
     lines = []
     for parameter_file in parameter_files:
@@ -238,14 +239,24 @@ def preview(parameter_files: list[ParameterFile], scheduler: str = "local", work
     calibration.save()
     if len(parameter_files) > 1:
         lines.append(f"total: {total.describe()}")
-    return "cost preview (training, evaluation and notebook start-up; figures add a little):\n  " + "\n  ".join(lines)
+    heading = "cost preview (training, evaluation, notebook start-up and a first figure; more figures add a little)"
+    return heading + ":\n  " + "\n  ".join(lines)
+
+
+FIRST_FIGURE = """import pandas as pd, seaborn as sns
+import lthutils.study
+from lthutils import plots
+grid = sns.relplot(pd.DataFrame({"x": [0, 1], "y": [0, 1]}), x="x", y="y", kind="line")
+plots.save(grid.figure, FOLDER, "figure")"""
 
 
 def notebook_startup_seconds() -> float:
-    """Seconds to start a notebook kernel, import the study and stop it (papermill, as `run` does)."""
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import lthutils.plots, lthutils.study")])
-    notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL, "language": "python"}
+    """Seconds to start a notebook kernel, import the study, save a first figure (PNG and PDF,
+    as the notebooks do) and stop (papermill, as `run` does)."""
     with tempfile.TemporaryDirectory() as folder:
+        code = FIRST_FIGURE.replace("FOLDER", repr(folder))
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL, "language": "python"}
         path = Path(folder, "startup.ipynb")
         nbformat.write(notebook, path)
         started = time.perf_counter()
