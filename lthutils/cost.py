@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 CALIBRATION_STEPS = 50
 CALIBRATION_STACK = 4  # the second stack size timed: step time is fitted as a + b * K
+CALIBRATION_POOL = 10_000  # training images to draw batches from: a pool that fits in cache would flatter the step
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ def measure(config: ExperimentConfig, threads: int, barrier: Any = None) -> list
                 0, 10, (count,), generator=generator
             )
 
-        splits = Splits(*images(2 * config.batch_size), *images(10), *images(10))
+        splits = Splits(*images(CALIBRATION_POOL), *images(10), *images(10))
         template = build_model(config, (1, 28, 28), 10, seed=0)
         step = []
         for count in (1, CALIBRATION_STACK) if stackable(template) else (1, 1):
