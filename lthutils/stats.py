@@ -1,0 +1,148 @@
+"""Paired statistics, the decision rule conclusions are drawn with, and chance-corrected mask overlap.
+
+A ticket and its control of one seed share theta_0's seed, the data order and (for reinit) the
+mask, so they are compared as pairs: per cell (setting x pruning level) the per-seed difference
+ticket - control, in points of accuracy. A pair with a diverged (or missing) side is dropped.
+
+The decision rule, declared before any number: with a margin `delta` (points) and level `alpha`,
+a cell is
+- "better" when the one-sided t-test of "mean difference > +delta" rejects its null at alpha
+  after Holm's correction across the cells of one question (equivalently: the Holm-adjusted
+  one-sided confidence bound lies above +delta);
+- "worse" when the same holds for "mean difference < -delta";
+- "equivalent" when both one-sided tests of "mean difference > -delta" and "< +delta" reject
+  (two one-sided tests, TOST), Holm-corrected;
+- "inconclusive" otherwise, and always with fewer than 2 pairs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
+
+from lthutils.pruning import Mask
+
+VERDICTS = ("better", "equivalent", "worse", "inconclusive")
+
+
+def paired_differences(
+    frame: pd.DataFrame, cell: list[str], control: str, metric: str = "test_acc_at_early_stop"
+) -> pd.DataFrame:
+    """Per cell and seed: `metric` of kind 'ticket' minus that of kind `control`, in points.
+    Pairs missing a side, or whose side is NaN (a diverged run, blanked by study.tidy), are dropped."""
+    sides = frame[frame["kind"].isin(["ticket", control])]
+    wide = sides.pivot_table(index=[*cell, "seed"], columns="kind", values=metric, aggfunc="first", dropna=False)
+    if control not in wide or "ticket" not in wide:
+        return pd.DataFrame(columns=[*cell, "seed", "difference"])
+    wide = wide.dropna(subset=["ticket", control])
+    return (100 * (wide["ticket"] - wide[control])).rename("difference").reset_index()
+
+
+def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The two-sided t confidence interval of the mean (n - 1 degrees of freedom); NaNs if n < 2."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    sem = scipy_stats.sem(values)
+    if sem == 0:
+        return float(np.mean(values)), float(np.mean(values))
+    low, high = scipy_stats.t.interval(confidence, len(values) - 1, loc=np.mean(values), scale=sem)
+    return float(low), float(high)
+
+
+def _one_sided(values: np.ndarray, bound: float, alternative: str) -> float:
+    """p-value of the t-test that the mean is `alternative` ('greater' or 'less') than `bound`."""
+    if len(values) < 2:
+        return 1.0
+    if np.std(values) == 0:  # no spread (the t statistic is undefined): which side of the bound decides
+        mean = float(np.mean(values))
+        return 0.0 if (mean > bound if alternative == "greater" else mean < bound) else 1.0
+    return float(scipy_stats.ttest_1samp(values, bound, alternative=alternative).pvalue)
+
+
+def verdicts(
+    differences: pd.DataFrame, cell: list[str], delta: float = 0.5, alpha: float = 0.05, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Per cell: n, mean, sd, the t interval, Cohen's d_z (mean / sd), the Holm-adjusted p-values
+    of the three tests, and the verdict of the rule in the module docstring (Holm across all cells
+    given: pass one question's cells together)."""
+    rows = []
+    for key, group in differences.groupby(cell, sort=True):
+        values = group["difference"].to_numpy(dtype=float)
+        low, high = t_interval(values, confidence)
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        rows.append(
+            {
+                **dict(zip(cell, key if isinstance(key, tuple) else (key,))),
+                "n": len(values),
+                "mean": float(np.mean(values)) if len(values) else math.nan,
+                "sd": sd,
+                "low": low,
+                "high": high,
+                "effect_size": float(np.mean(values)) / sd if sd and sd > 0 else math.nan,
+                "p_better": _one_sided(values, delta, "greater"),
+                "p_worse": _one_sided(values, -delta, "less"),
+                "p_equivalent": max(_one_sided(values, -delta, "greater"), _one_sided(values, delta, "less")),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table.assign(verdict=pd.Series(dtype=str))
+    for test in ("p_better", "p_worse", "p_equivalent"):
+        table[test] = multipletests(table[test], method="holm")[1]
+    table["verdict"] = np.select(
+        [table["n"] < 2, table["p_better"] < alpha, table["p_worse"] < alpha, table["p_equivalent"] < alpha],
+        ["inconclusive", "better", "worse", "equivalent"],
+        "inconclusive",
+    )
+    return table
+
+
+def expected_jaccard(size: int, first: int, second: int) -> float:
+    """E[|A & B| / |A | B|] for independent uniformly random subsets of sizes `first` and
+    `second` of `size` elements (their intersection is hypergeometric)."""
+    if first == 0 and second == 0:
+        return 1.0
+    shared = np.arange(max(0, first + second - size), min(first, second) + 1)
+    probabilities = scipy_stats.hypergeom.pmf(shared, size, first, second)
+    return float(np.sum(probabilities * shared / (first + second - shared)))
+
+
+def mask_overlap(first: Mask, second: Mask) -> pd.DataFrame:
+    """Per masked entry and 'overall': survivors of each mask, their Jaccard overlap J, its
+    expectation E[J] for independent random masks with the same per-entry counts, and the
+    chance-corrected overlap (J - E[J]) / (1 - E[J]): 1 for the same mask, about 0 for unrelated
+    ones. The overall E[J] is the ratio of the expected intersection and union summed over entries."""
+    if first.keys() != second.keys():
+        raise ValueError("masks of different models")
+    rows = []
+    for name in first:
+        a, b = first[name].bool(), second[name].bool()
+        size, count_a, count_b = a.numel(), int(a.sum()), int(b.sum())
+        shared = int((a & b).sum())
+        rows.append(
+            {
+                "layer": name,
+                "size": size,
+                "alive_first": count_a,
+                "alive_second": count_b,
+                "shared": shared,
+                "expected_shared": count_a * count_b / size,
+                "jaccard": shared / (count_a + count_b - shared) if count_a + count_b else 1.0,
+                "expected_jaccard": expected_jaccard(size, count_a, count_b),
+            }
+        )
+    table = pd.DataFrame(rows)
+    union = (table["alive_first"] + table["alive_second"]).sum()
+    overall = {
+        "layer": "overall",
+        **table[["size", "alive_first", "alive_second", "shared", "expected_shared"]].sum().to_dict(),
+    }
+    overall["jaccard"] = overall["shared"] / (union - overall["shared"])
+    overall["expected_jaccard"] = overall["expected_shared"] / (union - overall["expected_shared"])
+    table = pd.concat([table, pd.DataFrame([overall])], ignore_index=True)
+    table["chance_corrected"] = (table["jaccard"] - table["expected_jaccard"]) / (1 - table["expected_jaccard"])
+    return table

@@ -1,0 +1,95 @@
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from statsmodels.stats.multitest import multipletests
+
+from lthutils.pruning import Mask, random_mask
+from lthutils.stats import expected_jaccard, mask_overlap, paired_differences, t_interval, verdicts
+
+
+def test_t_interval_of_known_values():
+    low, high = t_interval(np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
+    half_width = 2.7764451051977987 * np.sqrt(2.5) / np.sqrt(5)  # t(0.975, 4) x sd / sqrt(n)
+    assert (low, high) == pytest.approx((3 - half_width, 3 + half_width))
+    assert np.isnan(t_interval(np.array([1.0]))[0])
+
+
+def test_holm_correction_matches_statsmodels_on_fixed_p_values():
+    assert multipletests([0.01, 0.04, 0.03, 0.005], method="holm")[1] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def frame_of(differences: dict[str, list[float]], control: str = "reinit") -> pd.DataFrame:
+    """Rows of ticket and control per cell and seed, the ticket ahead by the given points."""
+    rows = []
+    for cell, points in differences.items():
+        for seed, gap in enumerate(points):
+            rows.append({"cell": cell, "seed": seed, "kind": control, "test_acc_at_early_stop": 0.8})
+            rows.append({"cell": cell, "seed": seed, "kind": "ticket", "test_acc_at_early_stop": 0.8 + gap / 100})
+    return pd.DataFrame(rows)
+
+
+def test_the_decision_rule_on_constructed_results():
+    frame = frame_of(
+        {
+            "clear gain": [2.9, 3.1, 3.0, 3.2, 2.8],
+            "true null": [0.05, -0.04, 0.02, -0.03, 0.01],
+            "noisy": [3.0, -2.5, 1.5, -3.0, 2.0],
+            "clear loss": [-2.0, -2.2, -1.9, -2.1, -2.05],
+            "one seed": [5.0],
+        }
+    )
+    table = verdicts(paired_differences(frame, ["cell"], "reinit"), ["cell"], delta=0.5).set_index("cell")
+    assert table["verdict"].to_dict() == {
+        "clear gain": "better",
+        "true null": "equivalent",
+        "noisy": "inconclusive",
+        "clear loss": "worse",
+        "one seed": "inconclusive",
+    }
+    assert table.loc["clear gain", "n"] == 5 and table.loc["clear gain", "mean"] == pytest.approx(3.0)
+    assert table.loc["clear gain", "low"] > 0.5 and table.loc["noisy", "low"] < 0 < table.loc["noisy", "high"]
+
+
+def test_holm_makes_a_borderline_cell_inconclusive_among_many():
+    borderline = [1.5, 0.7, 1.9, 0.9, 1.4]  # mean 1.28 > delta 0.5: one-sided p of about 0.02 alone
+    alone = verdicts(paired_differences(frame_of({"a": borderline}), ["cell"], "reinit"), ["cell"])
+    assert alone["verdict"].tolist() == ["better"]
+    many = {"a": borderline, **{f"null {k}": [0.3, -0.3, 0.2, -0.2, 0.1] for k in range(5)}}
+    table = verdicts(paired_differences(frame_of(many), ["cell"], "reinit"), ["cell"]).set_index("cell")
+    assert table.loc["a", "verdict"] == "inconclusive"  # 6 cells: its p times up to 6
+
+
+def test_a_diverged_side_drops_its_pair():
+    frame = frame_of({"cell": [1.0, 2.0, 3.0]})
+    frame.loc[(frame["seed"] == 1) & (frame["kind"] == "reinit"), "test_acc_at_early_stop"] = np.nan
+    differences = paired_differences(frame, ["cell"], "reinit")
+    assert differences["seed"].tolist() == [0, 2] and differences["difference"].tolist() == pytest.approx([1.0, 3.0])
+
+
+def masks(size: int, alive: int, seed: int) -> Mask:
+    """A random mask of one entry, `alive` of `size` weights kept."""
+    keep = torch.zeros(size)
+    keep[:alive] = 1
+    return random_mask(Mask({"w": keep}), torch.Generator().manual_seed(seed))
+
+
+def test_expected_jaccard_matches_random_masks():
+    draws = [mask_overlap(masks(50, 20, seed), masks(50, 15, 1000 + seed)).loc[0, "jaccard"] for seed in range(2000)]
+    assert np.mean(draws) == pytest.approx(expected_jaccard(50, 20, 15), abs=0.005)
+    subsets = [set(chosen) for chosen in combinations(range(10), 5)]  # every pair of 5-of-10 subsets, exactly
+    exact = np.mean([len(a & b) / len(a | b) for a in subsets for b in subsets])
+    assert expected_jaccard(10, 5, 5) == pytest.approx(exact)
+    assert expected_jaccard(10, 10, 10) == pytest.approx(1.0)
+
+
+def test_chance_corrected_overlap_is_1_for_the_same_mask_and_about_0_for_unrelated_ones():
+    first = masks(100_000, 20_000, 0)
+    same = mask_overlap(first, first).set_index("layer")
+    assert same.loc["w", "chance_corrected"] == pytest.approx(1.0) and same.loc["overall", "chance_corrected"] == 1.0
+    unrelated = mask_overlap(first, masks(100_000, 20_000, 1)).set_index("layer")
+    assert abs(unrelated.loc["w", "chance_corrected"]) < 0.01
+    assert abs(unrelated.loc["overall", "chance_corrected"]) < 0.01
+    assert unrelated.loc["w", "jaccard"] == pytest.approx(1 / 9, abs=0.005)  # 0.2 x 0.2 / (0.4 - 0.04)
