@@ -25,7 +25,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -38,7 +37,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 from lthutils.config import ExperimentConfig
-from lthutils.cost import forward_flops
+from lthutils.cost import cpu_name, forward_flops
 from lthutils.data import data_root, load_dataset, make_splits, split_indices
 from lthutils.experiments import find_tickets, prepare
 from lthutils.lottery import Ticket, derive_seed, fresh_weights, kinds_at, next_mask
@@ -74,15 +73,6 @@ def usual_epoch(model, mask: Mask, loader: DataLoader) -> float:
             params[name].grad.data = torch.from_numpy(params[name].grad.numpy() * m)
         optimizer.step()
     return time.perf_counter() - started
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from lthutils.config import ExperimentConfig
-from lthutils.data import Splits
+from lthutils.data import Splits, default_val_size
 from lthutils.experiments import Setting, prepare
 from lthutils.lottery import kinds_at
 from lthutils.models import build_model
@@ -141,9 +141,10 @@ def unit_tasks(unit: Unit, setting: Setting, per_seed: bool) -> list[list[Stack]
     source = None if unit.source is None else unit.source.run_id()
     done = RunStore(config.exp_root, config.name, config.run_id(source), config.model_root).done()
     steps = total_iterations(config, setting.num_train)
-    splits = setting.splits(config.seeds[0])
+    pool = len(setting.dataset.train_labels)
+    val_size = default_val_size(pool) if config.val_size is None else config.val_size
     examples = examples_in(steps, setting.num_train, config.batch_size)
-    eval_examples = evaluations(steps, config.eval_every) * len(splits.val_labels) + 2 * len(splits.test_labels)
+    eval_examples = evaluations(steps, config.eval_every) * val_size + 2 * len(setting.dataset.test_labels)
     flops = forward_flops(setting.template, setting.dataset.input_shape)
     stacked = stackable(setting.template)
     size = MAX_STACKED_MODELS if stacked else 1
@@ -217,14 +218,19 @@ def cache_path() -> Path:
     return Path(os.environ.get("LTHUTILS_CACHE") or Path.home() / ".cache" / "lthutils") / "calibration.json"
 
 
-def machine() -> str:
-    """What the calibration is valid for: this machine's processor, cores and torch."""
-    processor = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
-        processor = names[0] if names else processor
-    return f"{platform.node()} | {processor} | {len(os.sched_getaffinity(0))} cores | torch {torch.__version__}"
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """What the calibration is valid for: this machine's processor, cores and torch."""
+    return f"{platform.node()} | {cpu_name()} | {len(os.sched_getaffinity(0))} cores | torch {torch.__version__}"
 
 
 class Calibration:
