@@ -1,18 +1,49 @@
-"""What the study's results say: margins, conclusions and each question's figures.
+"""What the study's results say: paired verdicts, mask overlap, costs, conclusions and figures.
 
-Functions take the tidy results of one plan (study.collect) and return numbers, sentences or
-figure paths. Figure files are named `<question>-<plan id>_<figure>`, the plan id being a hash of
-the runs in the frame, so two parameter sets of one question never overwrite each other.
+Functions take the tidy results of one plan (study.collect) and return tables, sentences or
+figure paths. Each question names its *settings* (a model; a source -> target; a search size and
+design) and its *comparisons* (ticket vs a control, or vs another ticket); every comparison is a
+family of cells (setting x pruning level) judged by the decision rule of lthutils.stats, and
+conclusions are counts of its verdicts, never wins of means. Figure files are named
+`<question>-<plan id>_<figure>`, the plan id being a hash of the runs in the frame, so two
+parameter sets of one question never overwrite each other.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from lthutils import plots
+from lthutils import plots, stats
+from lthutils.lottery import Ticket
+from lthutils.pruning import Mask, magnitude_mask
+
+DELTA = 0.5  # points of accuracy: about the spread float rounding alone gives one run's early-stop accuracy
+ALPHA = 0.05
+METRIC = "test_acc_at_early_stop"
+CELL = ["setting", "round", "weights_remaining_pct"]
+
+
+def rule(delta: float = DELTA, alpha: float = ALPHA) -> str:
+    """The decision rule, in the words the report states it before any number."""
+    return (
+        "**Decision rule** (fixed before the numbers). A cell is one setting at one pruning level; its "
+        "evidence is the per-seed paired difference *ticket - comparison* in test accuracy at early stop "
+        "(points). A pair shares its seed's theta_0 and data order; a pair with a diverged side is dropped. "
+        f"A cell is **better** when the one-sided t-test (n - 1 degrees of freedom) that the mean difference "
+        f"exceeds +{delta} points rejects at {alpha} after Holm's correction across the cells of its "
+        f"comparison, **worse** when the same holds below -{delta}, **equivalent** when both one-sided tests "
+        f"of lying within +-{delta} reject (TOST, Holm-corrected), and **inconclusive** otherwise or with "
+        "fewer than 2 pairs. Cells of a setting whose dense network did not converge (its least validation "
+        "loss at its last evaluation) get no verdict: **unconverged**."
+    )
 
 
 def verb(axis: str) -> str:
@@ -29,149 +60,462 @@ def _stem(frame: pd.DataFrame, key: str) -> str:
     return f"{key}-{plan_id(frame)}"
 
 
-def pruned_margins(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per group and pruned round: mean ticket and reinit accuracy at early stop and the margin (points)."""
+@dataclass(frozen=True)
+class Comparison:
+    """Ticket rows of one setting against the rows they are paired with (same seed and round)."""
+
+    name: str
+    setting: str
+    first: pd.DataFrame
+    second: pd.DataFrame
+
+
+def pair_up(comparisons: list[Comparison]) -> pd.DataFrame:
+    """Per comparison, setting, pruned round and seed: the paired difference (points). Raises if
+    a pair's two runs do not have the same sparsity (they must, by construction)."""
+    frames = []
+    for c in comparisons:
+        first, second = c.first[c.first["round"] > 0], c.second[c.second["round"] > 0]
+        keys = ["seed", "round"]
+        sparsity = first[[*keys, "weights_remaining"]].merge(second[[*keys, "weights_remaining"]], on=keys)
+        if not np.allclose(sparsity["weights_remaining_x"], sparsity["weights_remaining_y"]):
+            raise ValueError(f"{c.name} ({c.setting}): paired runs of different sparsity")
+        pairs = stats.paired(first, second, keys, METRIC)
+        levels = first.drop_duplicates("round").set_index("round")["weights_remaining_pct"]
+        frames.append(
+            pairs.assign(comparison=c.name, setting=c.setting, weights_remaining_pct=pairs["round"].map(levels))
+        )
+    columns = ["comparison", *CELL, "seed", "difference"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def unconverged_settings(frame: pd.DataFrame) -> list[str]:
+    """Settings (frame's `setting` column) with a dense run (round 0 ticket) that did not converge."""
+    dense = frame[(frame["round"] == 0) & (frame["kind"] == "ticket")]
+    return sorted(dense.loc[~dense["converged"].eq(True), "setting"].unique())
+
+
+def judge(
+    differences: pd.DataFrame, unconverged: list[str], delta: float = DELTA, alpha: float = ALPHA
+) -> pd.DataFrame:
+    """The verdict of every cell, Holm across the converged cells of each comparison."""
+    tables = []
+    for name, group in differences.groupby("comparison", sort=False):
+        judged = stats.verdicts(group[~group["setting"].isin(unconverged)], CELL, delta, alpha)
+        skipped = stats.verdicts(group[group["setting"].isin(unconverged)], CELL, delta, alpha)
+        tables.append(pd.concat([judged, skipped.assign(verdict="unconverged")]).assign(comparison=name))
+    if not tables:
+        return pd.DataFrame(columns=["comparison", *CELL, "n", "mean", "low", "high", "verdict"])
+    table = pd.concat(tables, ignore_index=True).astype({"n": int})
+    return table[["comparison", *[c for c in table.columns if c != "comparison"]]]
+
+
+def _counts(verdicts: pd.DataFrame) -> str:
+    counts = verdicts["verdict"].value_counts()
+    parts = [f"{word} at {counts.get(word, 0)}" for word in stats.VERDICTS]
+    if counts.get("unconverged", 0):
+        parts.append(f"no verdict at {counts['unconverged']} (dense network unconverged)")
+    return ", ".join(parts)
+
+
+def verdict_sentences(verdicts: pd.DataFrame) -> list[str]:
+    """Per comparison a sentence of verdict counts, and a line per setting."""
+    lines = []
+    for name, table in verdicts.groupby("comparison", sort=False):
+        seeds = (
+            f"{table['n'].min()}" if table["n"].min() == table["n"].max() else f"{table['n'].min()}-{table['n'].max()}"
+        )
+        lines.append(
+            f"**{name}**: {_counts(table)} of {len(table)} (setting, pruning level) cells, with {seeds} seeds."
+        )
+        for setting, rows in table.groupby("setting", sort=False):
+            sparsest = rows.loc[rows["weights_remaining_pct"].idxmin()]
+            lines.append(
+                f"- {setting}: {_counts(rows)} of {len(rows)} levels; at {sparsest['weights_remaining_pct']:.3g}% "
+                f"of weights remaining {sparsest['mean']:+.2f} points "
+                f"[{sparsest['low']:+.2f}, {sparsest['high']:+.2f}] ({sparsest['verdict']})"
+            )
+    return lines
+
+
+def verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts as a reader's table: rounded, one row per cell."""
+    table = verdicts[["comparison", "setting", "weights_remaining_pct", "n", "mean", "low", "high", "effect_size"]]
+    table = table.assign(verdict=verdicts["verdict"]).round(
+        {"weights_remaining_pct": 1, "mean": 2, "low": 2, "high": 2, "effect_size": 2}
+    )
+    return table.rename(
+        columns={
+            "weights_remaining_pct": "weights remaining (%)",
+            "mean": "mean difference (points)",
+            "low": "95% low",
+            "high": "95% high",
+            "effect_size": "effect size (d_z)",
+        }
+    )
+
+
+def caveats(frame: pd.DataFrame, unconverged: list[str]) -> str:
+    """What limits the evidence: unconverged dense networks, pruned runs still improving at
+    their end, diverged runs, and the seeds."""
+    lines = []
+    if unconverged:
+        lines.append(
+            f"Dense network did not converge (least validation loss at the last evaluation) for: "
+            f"{', '.join(unconverged)}. These margins describe early training; no verdict is drawn from them."
+        )
     pruned = frame[frame["round"] > 0]
-    means = pruned.pivot_table(
-        index=[*by, "round", "weights_remaining_pct"], columns="kind", values="test_acc_at_early_stop", aggfunc="mean"
-    )
-    means = means.reindex(columns=means.columns.union(["ticket", "reinit"]))  # a kind whose every run diverged
-    means = 100 * means.dropna(subset=["ticket", "reinit"])
-    means["margin"] = means["ticket"] - means["reinit"]
-    return means.reset_index()
+    still = pruned[~pruned["converged"].eq(True) & ~pruned["diverged"].eq(True)]
+    if len(still):
+        by_kind = ", ".join(f"{kind} {count}" for kind, count in still["kind"].value_counts().items())
+        lines.append(
+            f"{len(still)} of {len(pruned)} pruned training runs had their least validation loss at their last "
+            f"evaluation (still improving when stopped: {by_kind}); their accuracies are at the end of their budget."
+        )
+    diverged = frame[frame["diverged"].eq(True)]
+    if len(diverged):
+        lines.append(f"{len(diverged)} training runs diverged; their pairs are dropped, both sides.")
+    lines.append(f"Seeds: {', '.join(map(str, sorted(frame['seed'].unique())))}.")
+    return "\n".join(f"- {line}" for line in lines)
 
 
-def _wins(margins: pd.DataFrame) -> str:
-    return f"{int((margins['margin'] > 0).sum())} of {len(margins)}"
+# --- mask overlap ---------------------------------------------------------------------------
 
 
-def figures_q1(frame: pd.DataFrame, figures_dir: str | Path) -> list[Path]:
-    return [
-        plots.save(plots.accuracy_vs_sparsity(frame, panel="model"), figures_dir, f"{_stem(frame, 'q1')}_accuracy"),
-        plots.save(plots.early_stop_vs_sparsity(frame, panel="model"), figures_dir, f"{_stem(frame, 'q1')}_early_stop"),
+@functools.lru_cache(maxsize=4096)
+def _ticket(tickets: str, seed: int, round_index: int) -> Ticket:
+    return Ticket.load(Path(tickets) / f"seed{seed}" / f"round{round_index}.pt")
+
+
+def _overlap_rows(
+    pair: str, setting: str, seed: int, round_index: int, pct: float, first: Mask, second: Mask
+) -> pd.DataFrame:
+    table = stats.mask_overlap(first, second)
+    return table.assign(pair=pair, setting=setting, seed=seed, round=round_index, weights_remaining_pct=pct)
+
+
+def _searches(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per search run, seed and pruned round, with its setting and ticket folder."""
+    rows = frame[~frame["transfer"] & (frame["kind"] == "ticket") & (frame["round"] > 0)]
+    return rows[["run_id", "setting", "seed", "round", "weights_remaining_pct", "tickets"]].drop_duplicates()
+
+
+def overlaps(frame: pd.DataFrame, cross: Callable[[pd.DataFrame], Iterator[tuple[str, str, str, str]]]) -> pd.DataFrame:
+    """Chance-corrected overlap (stats.mask_overlap) per layer and overall of every pruned ticket
+    with the magnitude-at-init mask of its counts, between the seeds of each search, and between
+    the searches `cross(searches)` names as (pair, setting, run id, other run id), same seed and
+    round (same theta_0). Empty when the frame names no ticket folders (plans recorded before)."""
+    if "tickets" not in frame or frame["tickets"].isna().all():
+        return pd.DataFrame()
+    searches = _searches(frame)
+    parts = []
+    for row in searches.itertuples():
+        ticket = _ticket(row.tickets, row.seed, row.round)
+        init = magnitude_mask(ticket.mask, ticket.weights)
+        parts.append(
+            _overlap_rows(
+                "ticket vs magnitude at init",
+                row.setting,
+                row.seed,
+                row.round,
+                row.weights_remaining_pct,
+                ticket.mask,
+                init,
+            )
+        )
+    for (_, setting, round_index), rows in searches.groupby(["run_id", "setting", "round"]):
+        for a, b in itertools.combinations(rows.itertuples(), 2):
+            first, second = _ticket(a.tickets, a.seed, round_index), _ticket(b.tickets, b.seed, round_index)
+            parts.append(
+                _overlap_rows(
+                    "across seeds", setting, a.seed, round_index, a.weights_remaining_pct, first.mask, second.mask
+                )
+            )
+    for pair, setting, run_id, other in cross(searches):
+        mine, theirs = searches[searches["run_id"] == run_id], searches[searches["run_id"] == other]
+        for a in mine.merge(theirs, on=["seed", "round"], suffixes=("", "_other")).itertuples():
+            first, second = _ticket(a.tickets, a.seed, a.round), _ticket(a.tickets_other, a.seed, a.round)
+            parts.append(
+                _overlap_rows(pair, setting, a.seed, a.round, a.weights_remaining_pct, first.mask, second.mask)
+            )
+    return pd.concat(parts, ignore_index=True)
+
+
+def overlap_sentence(overlap: pd.DataFrame) -> str:
+    """The overall chance-corrected overlap of each pair at the sparsest level."""
+    if overlap.empty:
+        return "Mask overlap: not measured (this plan's ticket folders were not recorded)."
+    overall = overlap[overlap["layer"] == "overall"]
+    sparsest = overall[overall["weights_remaining_pct"] == overall["weights_remaining_pct"].min()]
+    parts = [
+        f"{pair} {group['chance_corrected'].mean():.2f} (range {group['chance_corrected'].min():.2f} to "
+        f"{group['chance_corrected'].max():.2f})"
+        for pair, group in sparsest.groupby("pair", sort=False)
     ]
-
-
-def conclude_q1(frame: pd.DataFrame) -> str:
-    margins = pruned_margins(frame, ["model"])
-    per_model = margins.groupby("model").agg(
-        wins=("margin", lambda m: int((m > 0).sum())), levels=("margin", "size"), mean=("margin", "mean")
+    return (
+        f"Mask overlap (Jaccard, chance-corrected: 0 = independent random masks of the same per-layer counts, "
+        f"1 = the same mask) at {sparsest['weights_remaining_pct'].iloc[0]:.3g}% of weights remaining: "
+        + "; ".join(parts)
+        + "."
     )
-    always = [m for m, row in per_model.iterrows() if row["wins"] == row["levels"]]
+
+
+# --- the questions ----------------------------------------------------------------------------
+
+
+@dataclass
+class Evidence:
+    """A question's evidence: the verdicts, the overlap, and the sentences drawn from them."""
+
+    verdicts: pd.DataFrame
+    overlap: pd.DataFrame
+    conclusion: str
+    caveats: str
+    rule: str = rule()
+
+    def markdown(self) -> str:
+        return f"{self.rule}\n\n{self.conclusion}\n\n**Caveats**\n\n{self.caveats}"
+
+
+def _evidence(
+    frame: pd.DataFrame, comparisons: list[Comparison], overlap: pd.DataFrame | None, extra: list[str]
+) -> Evidence:
+    """Judge the comparisons; `overlap` None: not a question of this kind (Q1)."""
+    unconverged = unconverged_settings(frame)
+    verdicts = judge(pair_up(comparisons), unconverged)
+    sentences = verdict_sentences(verdicts) + extra
+    if overlap is not None:
+        sentences.append(overlap_sentence(overlap))
+    overlap = pd.DataFrame() if overlap is None else overlap
+    return Evidence(verdicts, overlap, "\n".join(sentences), caveats(frame, unconverged))
+
+
+def with_settings_q1(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(setting=frame["model"])
+
+
+def evidence_q1(frame: pd.DataFrame) -> Evidence:
+    frame = with_settings_q1(frame)
+    controls = [kind for kind in ("reinit", "random_mask", "magnitude_init") if kind in set(frame["kind"])]
+    comparisons = [
+        Comparison(f"ticket vs {control}", model, rows[rows["kind"] == "ticket"], rows[rows["kind"] == control])
+        for control in controls
+        for model, rows in frame.groupby("setting")
+    ]
+    return _evidence(frame, comparisons, None, [])
+
+
+def with_settings_transfer(frame: pd.DataFrame, axis: str) -> pd.DataFrame:
+    own = frame[f"source_{axis}"] == frame[axis]
+    transferred = frame[f"source_{axis}"].astype(str) + " -> " + frame[axis].astype(str)
+    return frame.assign(setting=transferred.where(~own, frame[axis].astype(str) + " (own)"))
+
+
+def evidence_transfer(frame: pd.DataFrame, axis: str) -> Evidence:
+    frame = with_settings_transfer(frame, axis)
+    tickets = frame[frame["kind"] == "ticket"]
+    comparisons = [
+        Comparison("ticket vs reinit", setting, rows[rows["kind"] == "ticket"], rows[rows["kind"] == "reinit"])
+        for setting, rows in frame.groupby("setting")
+    ]
+    for setting, rows in tickets[tickets["transfer"]].groupby("setting"):
+        target = rows[axis].iloc[0]
+        own = tickets[~tickets["transfer"] & (tickets[axis] == target)]
+        comparisons.append(Comparison("transferred ticket vs the target's own ticket", setting, rows, own))
+
+    def cross(searches: pd.DataFrame) -> Iterator[tuple[str, str, str, str]]:
+        runs = searches.drop_duplicates("run_id").sort_values("setting")
+        for a, b in itertools.combinations(runs.itertuples(), 2):
+            first, second = (setting.removesuffix(" (own)") for setting in (a.setting, b.setting))
+            pair = f"found {verb(axis)} {first} vs {verb(axis)} {second} (same theta_0)"
+            yield pair, f"{first} vs {second}", a.run_id, b.run_id
+
+    return _evidence(frame, comparisons, overlaps(frame, cross), [])
+
+
+def q4_whole(frame: pd.DataFrame) -> int:
+    return int(frame["num_train"].max())
+
+
+def with_settings_q4(frame: pd.DataFrame) -> pd.DataFrame:
+    """Settings: 'all N' for the whole-set search, '<n>, equal steps' / '<n>, equal epochs' for a
+    search on n examples with the whole-set search's steps or epochs per round."""
+    whole = q4_whole(frame)
+    design = np.where(frame["source_steps_per_round"] == frame["steps_per_round"].max(), "equal steps", "equal epochs")
+    few = frame["source_num_train"].map("{:,}".format) + ", " + design
+    return frame.assign(setting=few.where(frame["source_num_train"] < whole, f"all {whole:,}"))
+
+
+def evidence_q4(frame: pd.DataFrame) -> Evidence:
+    frame = with_settings_q4(frame)
+    whole = q4_whole(frame)
+    trained = frame[frame["num_train"] == whole]  # every run trained on the whole set
+    full = trained[~trained["transfer"]]
+    all_tickets = full[full["kind"] == "ticket"]
+    comparisons = []
+    trained = trained.sort_values(["source_num_train", "source_steps_per_round"], ascending=[True, False])
+    for setting, rows in trained.groupby("setting", sort=False):
+        ticket = rows[rows["kind"] == "ticket"]
+        comparisons.append(Comparison("ticket vs reinit of its mask", setting, ticket, rows[rows["kind"] == "reinit"]))
+        for baseline in ("magnitude_init", "random_mask"):
+            comparisons.append(Comparison(f"ticket vs {baseline}", setting, ticket, full[full["kind"] == baseline]))
+        if rows["transfer"].any():
+            comparisons.append(Comparison("few-sample ticket vs all-sample ticket", setting, ticket, all_tickets))
+
+    def cross(searches: pd.DataFrame) -> Iterator[tuple[str, str, str, str]]:
+        full_run = searches.loc[searches["setting"].str.startswith("all"), "run_id"]
+        for run in searches.drop_duplicates("run_id").itertuples():
+            if not full_run.empty and run.run_id != full_run.iloc[0]:
+                yield "few-sample vs all-sample ticket (same seed)", run.setting, run.run_id, full_run.iloc[0]
+
+    costs = pipeline_costs(frame)
+    return _evidence(frame, comparisons, overlaps(frame[frame["kind"] == "ticket"], cross), cost_sentences(costs))
+
+
+def pipeline_costs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Q4 (frame with settings): per setting, pruned round and seed, the cost of the whole
+    pipeline that yields a network trained on the whole set at that sparsity: the search's ticket
+    trunk up to that round's ticket (rounds before it) plus the final training. Baselines
+    (magnitude_init, random_mask) search nothing. Examples (sample-epochs: / whole set), dense
+    FLOPs and training seconds (evaluation excluded), with the final accuracy (%)."""
+    whole = q4_whole(frame)
+    searches = frame[~frame["transfer"] & (frame["kind"] == "ticket")]
+    trunk = searches.sort_values("round").groupby(["run_id", "seed"])[
+        ["train_examples", "train_dense_flops", "train_seconds"]
+    ]
+    before = trunk.cumsum() - searches.sort_values("round")[["train_examples", "train_dense_flops", "train_seconds"]]
+    searched = searches.sort_values("round")[["run_id", "seed", "round"]].join(before)
+    finals = frame[(frame["num_train"] == whole) & (frame["round"] > 0)]
+    finals = finals[
+        (finals["kind"] == "ticket") | finals["kind"].isin(["magnitude_init", "random_mask"]) & ~finals["transfer"]
+    ]
+    finals = finals.assign(
+        finder=finals["source_run_id"].fillna(finals["run_id"]) if "source_run_id" in finals else finals["run_id"]
+    )
+    merged = finals.merge(
+        searched,
+        left_on=["finder", "seed", "round"],
+        right_on=["run_id", "seed", "round"],
+        how="left",
+        suffixes=("", "_search"),
+    )
+    baseline = merged["kind"] != "ticket"
+    for column in ("train_examples", "train_dense_flops", "train_seconds"):
+        search = merged[f"{column}_search"].where(~baseline, 0.0)
+        merged[f"total_{column}"] = search + merged[column]
+    merged["pipeline"] = np.where(baseline, merged["kind"], merged["setting"])
+    return pd.DataFrame(
+        {
+            "pipeline": merged["pipeline"],
+            "seed": merged["seed"],
+            "round": merged["round"],
+            "weights_remaining_pct": merged["weights_remaining_pct"],
+            "sample_epochs": merged["total_train_examples"] / whole,
+            "dense_flops": merged["total_train_dense_flops"],
+            "seconds": merged["total_train_seconds"],
+            "accuracy": 100 * merged[METRIC],
+        }
+    )
+
+
+def cost_table(costs: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of each pipeline's cost and accuracy at the sparsest round."""
+    sparsest = costs[costs["round"] == costs["round"].max()]
+    table = sparsest.groupby("pipeline", sort=False)[["sample_epochs", "dense_flops", "seconds", "accuracy"]].mean()
+    table["accuracy sd"] = sparsest.groupby("pipeline", sort=False)["accuracy"].std()
+    return table.sort_values("sample_epochs")
+
+
+def cost_sentences(costs: pd.DataFrame) -> list[str]:
+    if costs.empty:
+        return []
+    table = cost_table(costs)
+    level = costs.loc[costs["round"] == costs["round"].max(), "weights_remaining_pct"].iloc[0]
+    full = table.loc[[name for name in table.index if name.startswith("all")][0]]
     lines = [
-        f"Tickets beat the reinitialized control at {_wins(margins)} (model, pruning level) pairs, "
-        f"mean margin {margins['margin'].mean():+.2f} points of test accuracy at early stop.",
-        f"Tickets won at every pruning level for {len(always)} of {len(per_model)} models"
-        + (f" ({', '.join(always)})." if always else "."),
+        f"**Pipeline cost** (search up to the ticket plus its training on the whole set; mean over seeds) "
+        f"at {level:.3g}% of weights remaining:"
     ]
-    lines += [
-        f"- {m}: {int(row['wins'])} of {int(row['levels'])} levels, mean margin {row['mean']:+.2f} points"
-        for m, row in per_model.iterrows()
-    ]
-    return "\n".join(lines)
+    for name, row in table.iterrows():
+        lines.append(
+            f"- {name}: {row['sample_epochs']:.1f} sample-epochs "
+            f"({100 * row['sample_epochs'] / full['sample_epochs']:.0f}% of the all-sample pipeline), "
+            f"{row['dense_flops']:.3g} dense FLOPs, {row['seconds']:.1f} s; "
+            f"accuracy {row['accuracy']:.2f}% (sd {row['accuracy sd']:.2f})"
+        )
+    return lines
 
 
-def _transfer_frames(frame: pd.DataFrame, axis: str) -> pd.DataFrame:
-    return frame.assign(
-        found=f"found {verb(axis)} " + frame[f"source_{axis}"].astype(str),
-        target=f"trained {verb(axis)} " + frame[axis].astype(str),
-    )
+# --- figures ---------------------------------------------------------------------------------
+
+
+def _common_figures(
+    frame: pd.DataFrame,
+    evidence: Evidence,
+    figures_dir: str | Path,
+    stem: str,
+    hue: str,
+    panel: str | None,
+    hue_order: list | None = None,
+) -> list[Path]:
+    paths = [
+        plots.save(
+            plots.accuracy_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order),
+            figures_dir,
+            f"{stem}_accuracy",
+        ),
+        plots.save(
+            plots.early_stop_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order),
+            figures_dir,
+            f"{stem}_early_stop",
+        ),
+    ]
+    if not evidence.verdicts.empty:
+        paths.append(plots.save(plots.paired_differences(evidence.verdicts, DELTA), figures_dir, f"{stem}_differences"))
+    if not evidence.overlap.empty:
+        paths.append(plots.save(plots.overlap_vs_sparsity(evidence.overlap), figures_dir, f"{stem}_overlap"))
+    return paths
+
+
+def figures_q1(frame: pd.DataFrame, evidence: Evidence, figures_dir: str | Path) -> list[Path]:
+    return _common_figures(frame, evidence, figures_dir, _stem(frame, "q1"), "kind", "model")
 
 
 def figures_transfer(
-    frame: pd.DataFrame, figures_dir: str | Path, axis: str, key: str, heatmap_rounds: list[int] | None = None
+    frame: pd.DataFrame,
+    evidence: Evidence,
+    figures_dir: str | Path,
+    axis: str,
+    key: str,
+    heatmap_rounds: list[int] | None = None,
 ) -> list[Path]:
-    """Q2 (axis 'dataset') and Q3 (axis 'optimizer'): curves per target, and the margin heatmap
-    at `heatmap_rounds` (default: the middle and the last round)."""
-    lines = _transfer_frames(frame, axis)
-    margins = pruned_margins(frame, [f"source_{axis}", axis])
-    last = int(margins["round"].max())
-    chosen = margins[margins["round"].isin(heatmap_rounds or {max(1, last // 2), last})]
-    stem = _stem(frame, key)
-    return [
-        plots.save(plots.accuracy_vs_sparsity(lines, hue="found", panel="target"), figures_dir, f"{stem}_accuracy"),
-        plots.save(plots.early_stop_vs_sparsity(lines, hue="found", panel="target"), figures_dir, f"{stem}_early_stop"),
-        plots.save(plots.margin_heatmap(chosen, axis, verb(axis)), figures_dir, f"{stem}_margin_heatmap"),
-    ]
-
-
-def conclude_transfer(frame: pd.DataFrame, axis: str) -> str:
-    margins = pruned_margins(frame, [f"source_{axis}", axis])
-    own = margins[margins[f"source_{axis}"] == margins[axis]][[axis, "round", "ticket"]].rename(
-        columns={"ticket": "own"}
+    """Q2 (axis 'dataset') and Q3 (axis 'optimizer'): curves per target, the paired differences
+    and the overlap, and the mean paired ticket - reinit difference as a heatmap at
+    `heatmap_rounds` (default: the middle and the last round)."""
+    lines = frame.assign(
+        found=f"found {verb(axis)} " + frame[f"source_{axis}"].astype(str),
+        target=f"trained {verb(axis)} " + frame[axis].astype(str),
     )
-    moved = margins[margins[f"source_{axis}"] != margins[axis]].merge(own, on=[axis, "round"])
-    moved["vs_own"] = moved["ticket"] - moved["own"]
-    lines = [
-        f"Transferred tickets beat the reinitialized control on their target at {_wins(moved)} "
-        f"(source, target, pruning level) points, mean margin {moved['margin'].mean():+.2f} points at early stop; "
-        f"against the target's own tickets they differ by {moved['vs_own'].mean():+.2f} points on average.",
-    ]
-    for (source, target), group in moved.groupby([f"source_{axis}", axis]):
-        lines.append(
-            f"- {source} -> {target}: beat reinit at {_wins(group)} levels (mean {group['margin'].mean():+.2f}), "
-            f"vs {target}'s own tickets {group['vs_own'].mean():+.2f} points"
-        )
-    return "\n".join(lines)
-
-
-ACCURACY = "test accuracy at early stop (%)"
-
-
-def search_costs(frame: pd.DataFrame) -> pd.DataFrame:
-    """Q4: per search size (mean over seeds), what the search's ticket trunk cost (training
-    seconds without evaluation, sample-epochs = training examples processed) and the test accuracy
-    at early stop its tickets reached at the last round when trained on the whole set."""
-    full = int(frame["num_train"].max())
-    tickets = frame[frame["kind"] == "ticket"]
-    search = tickets[~tickets["transfer"]]
-    trained = tickets[tickets["num_train"] == full]
-    last = trained[trained["round"] == trained["round"].max()]
-    costs = search.groupby(["source_num_train", "seed"]).agg(
-        search_seconds=("train_seconds", "sum"), search_sample_epochs=("train_examples", "sum")
+    paths = _common_figures(lines, evidence, figures_dir, _stem(frame, key), "found", "target")
+    settled = with_settings_transfer(frame, axis)[["setting", f"source_{axis}", axis]].drop_duplicates()
+    cells = evidence.verdicts[evidence.verdicts["comparison"] == "ticket vs reinit"].merge(settled, on="setting")
+    cells = cells.merge(
+        frame[["round", "weights_remaining_pct"]].drop_duplicates(), on=["round", "weights_remaining_pct"]
     )
-    costs = costs.groupby("source_num_train").mean()
-    reached = last.groupby("source_num_train")["test_acc_at_early_stop"].agg(["mean", "std"])
-    costs[ACCURACY] = 100 * reached["mean"]
-    costs["std (points)"] = 100 * reached["std"]
-    costs["weights remaining (%)"] = 100 * last["weights_remaining"].iloc[0]
-    costs["compute saved vs all (%)"] = 100 * (
-        1 - costs["search_sample_epochs"] / costs.loc[full, "search_sample_epochs"]
+    last = int(cells["round"].max())
+    chosen = cells[cells["round"].isin(heatmap_rounds or {max(1, last // 2), last})]
+    paths.append(
+        plots.save(plots.margin_heatmap(chosen, axis, verb(axis)), figures_dir, f"{_stem(frame, key)}_margin_heatmap")
     )
-    costs.index.name = "search samples"
-    return costs.reset_index()
+    return paths
 
 
-def figures_q4(frame: pd.DataFrame, figures_dir: str | Path) -> list[Path]:
-    full = int(frame["num_train"].max())
-    trained = frame[frame["num_train"] == full]
-    sizes = sorted(trained["source_num_train"].unique())
-    order = [f"found with {size:,} samples" for size in sizes]
-    trained = trained.assign(found=trained["source_num_train"].map(lambda size: f"found with {size:,} samples"))
-    costs = search_costs(frame).assign(**{"search samples": lambda c: c["search samples"].map("{:,}".format)})
+def figures_q4(frame: pd.DataFrame, evidence: Evidence, figures_dir: str | Path) -> list[Path]:
+    settled = with_settings_q4(frame)
+    trained = settled[settled["num_train"] == q4_whole(frame)]
+    order = list(dict.fromkeys(sorted(trained["setting"], key=lambda s: (s.startswith("all"), s))))
     stem = _stem(frame, "q4")
-    return [
-        plots.save(plots.accuracy_vs_sparsity(trained, hue="found", hue_order=order), figures_dir, f"{stem}_accuracy"),
-        plots.save(
-            plots.early_stop_vs_sparsity(trained, hue="found", hue_order=order), figures_dir, f"{stem}_early_stop"
-        ),
-        plots.save(plots.cost_vs_accuracy(costs, ACCURACY), figures_dir, f"{stem}_cost"),
-    ]
-
-
-def conclude_q4(frame: pd.DataFrame) -> str:
-    costs = search_costs(frame)
-    full = costs.iloc[-1]
-    lines = [
-        f"At {full['weights remaining (%)']:.3g}% of weights remaining, tickets found with all "
-        f"{int(full['search samples']):,} samples reach {full[ACCURACY]:.2f}% (at early stop) when trained on the "
-        "whole set."
-    ]
-    for _, row in costs.iloc[:-1].iterrows():
-        lines.append(
-            f"- found with {int(row['search samples']):,} samples: {row[ACCURACY]:.2f}% "
-            f"({row[ACCURACY] - full[ACCURACY]:+.2f} points) for "
-            f"{row['compute saved vs all (%)']:.1f}% less search compute ({row['search_seconds']:.1f} s "
-            f"vs {full['search_seconds']:.1f} s)"
-        )
-    return "\n".join(lines)
+    paths = _common_figures(trained, evidence, figures_dir, stem, "setting", None, order)
+    costs = pipeline_costs(settled)
+    paths.append(plots.save(plots.cost_vs_accuracy(costs), figures_dir, f"{stem}_cost"))
+    return paths

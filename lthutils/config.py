@@ -17,7 +17,8 @@ DATASETS = ("mnist", "fashionmnist", "digits5k")
 MODELS = ("fc", "lenet300", "lenet5", "conv2", "conv4", "conv6")
 OPTIMIZERS = ("sgd", "adam")
 RESETS = ("init", "rewind")
-CONTROLS = ("reinit", "random_mask")
+CONTROLS = ("reinit", "random_mask", "magnitude_init")
+KINDS = ("ticket", *CONTROLS)  # the kinds of training run a results row can hold
 PRUNE_SCOPES = ("layerwise", "global")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
@@ -100,7 +101,9 @@ class ExperimentConfig:
     prune_biases: bool = _help("prune biases with their layer's rate too", False)
     reset: str = _help("init (back to theta_0) or rewind (to the weights at rewind_iteration)", "init")
     rewind_iteration: int = _help("training step whose weights reset='rewind' goes back to", 0)
-    controls: tuple[str, ...] = _help("controls trained at each pruned round: reinit, random_mask", ("reinit",))
+    controls: tuple[str, ...] = _help(
+        "controls trained at each pruned round: reinit, random_mask, magnitude_init", ("reinit",)
+    )
     seeds: tuple[int, ...] = _help("one IMP run per seed", (0,))
     num_train: int | None = _help("class-stratified training subset size; None uses the whole pool", None)
     val_size: int | None = _help(

@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from lthutils.config import ExperimentConfig
 from lthutils.data import Splits, default_val_size
 from lthutils.experiments import Setting, prepare
 from lthutils.lottery import kinds_at
-from lthutils.models import build_model
+from lthutils.models import build_model, forward_flops
 from lthutils.pruning import Mask
 from lthutils.results import RunStore, write_json
 from lthutils.training import (
@@ -98,26 +97,6 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} hours"
-
-
-def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-add FLOPs (2 per multiply-add) of one example through the dense model."""
-    flops = 0
-
-    def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
-        nonlocal flops
-        if isinstance(module, nn.Linear):
-            flops += 2 * module.in_features * module.out_features
-        elif isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
-            flops += 2 * per_output * output[0].numel()
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    with torch.no_grad():
-        model(torch.zeros(1, *input_shape))
-    for hook in hooks:
-        hook.remove()
-    return flops
 
 
 def examples_in(steps: int, num_train: int, batch_size: int) -> int:

@@ -122,8 +122,9 @@ def evaluate_tickets(tickets: str | Path, config: ExperimentConfig) -> Path:
     """Train the tickets in `tickets` on the setting of `config`; return the results folder.
 
     For each seed in config.seeds and round 0..config.rounds, the ticket found with that seed
-    is trained as `ticket`, next to the controls of config.controls on the same mask. Rows carry
-    the source run's id, dataset, optimizer and num_train.
+    is trained as `ticket`, next to the controls of config.controls on the same mask, for the
+    target's whole budget (a rewound ticket's first k steps were the source's). Rows carry the
+    source run's id, dataset, optimizer, num_train and steps per round.
     """
     tickets = Path(tickets)
     source, source_num_train = ticket_source(tickets)
@@ -144,6 +145,7 @@ def evaluate_tickets(tickets: str | Path, config: ExperimentConfig) -> Path:
         "source_dataset": source.dataset,
         "source_optimizer": source.resolved().optimizer,
         "source_num_train": source_num_train,
+        "source_steps_per_round": total_iterations(source.resolved(), source_num_train),
     }
     store = RunStore(config.exp_root, config.name, config.run_id(source=tickets.name), config.model_root)
     with store.claim(config.seeds):
@@ -166,7 +168,7 @@ def _train_on_target(tickets: Path, source_columns: dict[str, Any], setting: Set
             ]
     splits_of = {seed: setting.splits(seed) for seed in config.seeds}
     for ticket, kind, _, result in train_tickets(items, setting.template, splits_of, config, setting.device):
-        row = result_row(config, ticket, kind, result, len(splits_of[ticket.seed].train_labels))
+        row = result_row(config, ticket, kind, result, splits_of[ticket.seed], setting.template)
         store.append({**row, **source_columns})  # rows land as each batch finishes
 
 

@@ -1,4 +1,4 @@
-"""Iterative magnitude pruning: the ticket trunk and the reinit / random-mask branches.
+"""Iterative magnitude pruning: the ticket trunk and the reinit / random-mask / magnitude-at-init branches.
 
 Round 0 trains the dense network from theta_0. After round r, the trained weights are pruned and
 the survivors reset to theta_0 (`reset='init'`) or to the weights after `rewind_iteration`
@@ -24,16 +24,17 @@ from torch import nn
 
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Splits
-from lthutils.models import initialize
+from lthutils.models import forward_flops, initialize
 from lthutils.pruning import (
     Mask,
     layer_rates,
+    magnitude_mask,
     prune_global,
     prune_layerwise,
     random_mask,
 )
 from lthutils.results import LOG, RunStore, load_tensors, save_tensors
-from lthutils.training import MAX_STACKED_MODELS, TrainResult, stackable, train_models
+from lthutils.training import MAX_STACKED_MODELS, TrainResult, stackable, total_iterations, train_models
 
 
 def derive_seed(*parts: Any) -> int:
@@ -84,13 +85,15 @@ class Ticket:
         return model
 
     def variant(self, kind: str, template: nn.Module) -> Ticket:
-        """The ticket itself, or its reinit / random-mask control (seeded by seed and round)."""
+        """The ticket itself, or its reinit / random-mask (seeded by seed and round) / magnitude-at-init control."""
         if kind == "ticket":
             return self
         if kind == "reinit":
             return Ticket(
                 self.mask, fresh_weights(template, derive_seed(self.seed, self.round, kind)), self.seed, self.round
             )
+        if kind == "magnitude_init":
+            return Ticket(magnitude_mask(self.mask, self.weights), self.weights, self.seed, self.round)
         generator = torch.Generator().manual_seed(derive_seed(self.seed, self.round, kind))
         return Ticket(random_mask(self.mask, generator), self.weights, self.seed, self.round)
 
@@ -114,9 +117,11 @@ def train_tickets(
     config: ExperimentConfig,
     device: torch.device,
     rewind_iteration: int | None = None,
+    first_step: int = 0,
 ) -> Iterator[tuple[Ticket, str, nn.Module, TrainResult]]:
-    """Train each (ticket, kind) item (the ticket already its kind's variant) on its seed's splits,
-    yielding each item with its trained model and result as soon as its stack is done.
+    """Train each (ticket, kind) item (the ticket already its kind's variant) on its seed's splits
+    from `first_step`, yielding each item with its trained model and result as soon as its stack
+    is done.
 
     Fully connected models train MAX_STACKED_MODELS at a time as one stack; others one by one.
     A model's numbers do not depend on its stack (training.py), only on its ticket, kind and
@@ -136,15 +141,19 @@ def train_tickets(
             [derive_seed(ticket.seed, ticket.round, "data") for ticket, _ in chunk],
             rewind_iteration,
             description,
+            first_step,
         )
         for (ticket, kind), model, result in zip(chunk, models, results):
             yield ticket, kind, model, result
 
 
 def result_row(
-    config: ExperimentConfig, ticket: Ticket, kind: str, result: TrainResult, num_train: int
+    config: ExperimentConfig, ticket: Ticket, kind: str, result: TrainResult, splits: Splits, template: nn.Module
 ) -> dict[str, Any]:
-    """One tidy results.csv row (run_id is added by the store)."""
+    """One tidy results.csv row (run_id is added by the store). Its cost in dense FLOPs counts a
+    training example as three passes through the dense `template` (forward, and backward's two)."""
+    num_train = len(splits.train_labels)
+    flops = forward_flops(template, tuple(splits.train_images.shape[1:]))
     return {
         "seed": ticket.seed,
         "round": ticket.round,
@@ -157,11 +166,14 @@ def result_row(
         "test_acc": result.test_acc,
         "val_loss": result.val_loss,
         "early_stop_iter": result.early_stop_iter,
+        "converged": result.converged,
+        "steps_per_round": total_iterations(config, num_train),
         "test_acc_at_early_stop": result.test_acc_at_early_stop,
         "nonzero_weights": result.nonzero_weights,
         "nonzero_by_layer": json.dumps(result.nonzero_by_layer, sort_keys=True),
         "train_iterations": result.iterations,
         "train_examples": result.examples,
+        "train_dense_flops": 3 * flops * result.examples,
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
         "diverged": result.diverged,
@@ -231,19 +243,20 @@ def run_imp(
                 for kind in kinds_at(round_index, config.controls)[1:]
                 if (seed, round_index, kind) not in done
             ]
-        rewinding = round_index == 0 and config.reset == "rewind"
-        rewind_iteration = config.rewind_iteration if rewinding else None
+        rewinding = config.reset == "rewind"
+        rewind_iteration = config.rewind_iteration if rewinding and round_index == 0 else None
+        first_step = config.rewind_iteration if rewinding and round_index > 0 else 0
         for ticket, kind, model, result in train_tickets(
-            trunk + controls, template, splits_of, config, device, rewind_iteration
+            trunk + controls, template, splits_of, config, device, rewind_iteration, first_step
         ):
             if kind == "ticket" and has_next and not store.ticket_path(ticket.seed, round_index + 1).exists():
-                reset_to = result.rewind_state if rewinding else ticket.weights
+                reset_to = result.rewind_state if rewind_iteration else ticket.weights
                 mask = next_mask(model.cpu(), ticket.mask, config)
                 Ticket(mask, reset_to, ticket.seed, round_index + 1).save(
                     store.ticket_path(ticket.seed, round_index + 1), store.run_id
                 )
             if (ticket.seed, round_index, kind) not in done:
-                store.append(result_row(config, ticket, kind, result, len(splits_of[ticket.seed].train_labels)))
+                store.append(result_row(config, ticket, kind, result, splits_of[ticket.seed], template))
         if has_next:
             for seed in tickets:
                 tickets[seed] = Ticket.load(store.ticket_path(seed, round_index + 1))

@@ -7,6 +7,8 @@ Glorot initialization and biases zero, as in Frankle & Carbin (2019).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -82,3 +84,23 @@ def layer_kinds(model: nn.Module) -> dict[str, str]:
     kinds = {name: "conv" if isinstance(m, nn.Conv2d) else "fc" for name, m in weighted}
     kinds[weighted[-1][0]] = "output"
     return kinds
+
+
+def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-add FLOPs (2 per multiply-add) of one example through the dense model."""
+    flops = 0
+
+    def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal flops
+        if isinstance(module, nn.Linear):
+            flops += 2 * module.in_features * module.out_features
+        elif isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            flops += 2 * per_output * output[0].numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    for hook in hooks:
+        hook.remove()
+    return flops

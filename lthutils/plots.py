@@ -14,6 +14,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from lthutils.config import KINDS
+
 PALETTE = "colorblind"
 WEIGHTS_LABEL = "weights remaining (%, log scale)"
 WHEN = {"test_acc_at_early_stop": "at early stop", "test_acc": "at end of training"}
@@ -34,22 +36,25 @@ def save(figure: plt.Figure, figures_dir: str | Path, name: str) -> Path:
 
 def _sparsity_axis(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
     """Log scale from dense (left) to sparse (right), ticks at round percentages."""
-    top, bottom = frame["weights_remaining_pct"].max(), frame["weights_remaining_pct"].min()
-    ticks = [t for t in NICE_TICKS if bottom / 1.15 <= t <= top * 1.15] or [top]
+    for ax in grid.axes.flat:
+        _log_sparsity(ax, frame["weights_remaining_pct"].max(), frame["weights_remaining_pct"].min())
+
+
+def _log_sparsity(ax: plt.Axes, top: float, bottom: float) -> None:
+    ticks = [t for t in NICE_TICKS if bottom / 1.15 <= t <= top * 1.15] or [round(top, 1)]
     if bottom < min(ticks) / 1.2:
         ticks.append(round(bottom, 1))
-    for ax in grid.axes.flat:
-        ax.set_xscale("log")
-        ax.set_xlim(top * 1.15, bottom / 1.15)
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.set_xscale("log")
+    ax.set_xlim(top * 1.15, bottom / 1.15)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
 
 
 def _curves(data: pd.DataFrame, y: str, hue: str, hue_order: list | None, **facets) -> sns.FacetGrid:
     """Mean-and-band lines against weights remaining: colour by `hue`, line style by kind.
     Diverged runs (their accuracies blanked by study.tidy) are counted under the figure."""
-    kinds = [k for k in ("ticket", "reinit", "random_mask") if k in set(data["kind"])]
+    kinds = [k for k in KINDS if k in set(data["kind"])]
     diverged = data["diverged"].eq(True) if "diverged" in data else pd.Series(False, data.index)
     grid = sns.relplot(
         data=data,
@@ -127,40 +132,136 @@ def early_stop_vs_sparsity(
     return grid.figure
 
 
-def margin_heatmap(margins: pd.DataFrame, axis: str, verb: str) -> plt.Figure:
-    """Mean ticket-minus-reinit accuracy (points), source x target, one panel per sparsity;
-    `verb` says how a ticket relates to its axis ('on' a dataset, 'with' an optimizer)."""
-    levels = sorted(margins["weights_remaining_pct"].unique(), reverse=True)
+def margin_heatmap(cells: pd.DataFrame, axis: str, verb: str) -> plt.Figure:
+    """Mean paired ticket-minus-reinit difference (points) and its verdict, source x target, one
+    panel per sparsity; `verb` says how a ticket relates to its axis ('on' a dataset, 'with' an optimizer)."""
+    levels = sorted(cells["weights_remaining_pct"].unique(), reverse=True)
     figure, axes = plt.subplots(1, len(levels), figsize=(3.8 * len(levels) + 1.2, 3.4), squeeze=False)
-    limit = max(abs(margins["margin"]).max(), 0.5)
+    limit = max(abs(cells["mean"]).max(), 0.5)
     for ax, level in zip(axes[0], levels):
-        table = margins[margins["weights_remaining_pct"] == level].pivot(
-            index=f"source_{axis}", columns=axis, values="margin"
+        at_level = cells[cells["weights_remaining_pct"] == level]
+        table = at_level.pivot(index=f"source_{axis}", columns=axis, values="mean")
+        notes = at_level.assign(note=at_level["mean"].map("{:+.2f}".format) + "\n" + at_level["verdict"])
+        annotations = notes.pivot(index=f"source_{axis}", columns=axis, values="note").loc[table.index, table.columns]
+        sns.heatmap(
+            table,
+            ax=ax,
+            annot=annotations,
+            annot_kws={"size": 9},
+            fmt="",
+            cmap="PuOr",
+            vmin=-limit,
+            vmax=limit,
+            cbar=ax is axes[0][-1],
         )
-        sns.heatmap(table, ax=ax, annot=True, fmt="+.2f", cmap="PuOr", vmin=-limit, vmax=limit, cbar=ax is axes[0][-1])
         ax.set_title(f"{level:.3g}% of weights remaining")
         ax.tick_params(axis="y", labelrotation=0)
         ax.set_xlabel(f"target {axis} (trained {verb})")
         ax.set_ylabel(f"source {axis} (tickets found {verb})" if ax is axes[0][0] else "")
-    figure.suptitle("ticket minus reinit test accuracy at early stop (points)")
+    figure.suptitle("ticket minus reinit test accuracy at early stop (mean paired difference, points) and verdict")
     figure.tight_layout()
     return figure
 
 
-def cost_vs_accuracy(costs: pd.DataFrame, accuracy: str) -> plt.Figure:
-    """Search cost (seconds and sample-epochs) against the accuracy its tickets reached."""
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+VERDICT_MARKERS = {"better": "^", "equivalent": "s", "worse": "v", "inconclusive": "o", "unconverged": "x"}
+
+
+def paired_differences(verdicts: pd.DataFrame, delta: float) -> plt.Figure:
+    """One panel per comparison: each setting's mean paired difference (points) with its 95%
+    t interval against weights remaining; the marker is the cell's verdict, the band +-delta."""
+    comparisons = list(dict.fromkeys(verdicts["comparison"]))
+    settings = list(dict.fromkeys(verdicts["setting"]))
+    colours = dict(zip(settings, sns.color_palette(PALETTE, len(settings))))
+    columns = min(len(comparisons), 2)
+    rows = -(-len(comparisons) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 3.6 * rows), squeeze=False)
+    top, bottom = verdicts["weights_remaining_pct"].max(), verdicts["weights_remaining_pct"].min()
+    for ax, comparison in zip(axes.flat, comparisons):
+        cells = verdicts[verdicts["comparison"] == comparison]
+        ax.axhspan(-delta, delta, color="#dddddd", zorder=0)
+        ax.axhline(0, color="#555555", linewidth=0.8)
+        for index, setting in enumerate(settings):
+            line = cells[cells["setting"] == setting].sort_values("weights_remaining_pct", ascending=False)
+            if line.empty:
+                continue
+            x = line["weights_remaining_pct"] * 1.025 ** (index - (len(settings) - 1) / 2)  # side by side
+            ax.errorbar(
+                x,
+                line["mean"],
+                yerr=[line["mean"] - line["low"], line["high"] - line["mean"]],
+                color=colours[setting],
+                linewidth=1,
+                capsize=2,
+                label=setting,
+            )
+            for verdict, marker in VERDICT_MARKERS.items():
+                chosen = line["verdict"] == verdict
+                ax.scatter(x[chosen], line.loc[chosen, "mean"], marker=marker, color=colours[setting], s=36, zorder=3)
+        _log_sparsity(ax, top, bottom)
+        ax.set_title(comparison)
+        ax.set_xlabel(WEIGHTS_LABEL)
+        ax.set_ylabel("difference (points, 95% CI)")
+    for ax in axes.flat[len(comparisons) :]:
+        ax.set_visible(False)
+    handles = [plt.Line2D([], [], color=colours[s], marker="o", linestyle="-", label=s) for s in settings] + [
+        plt.Line2D([], [], color="#555555", marker=m, linestyle="", label=v) for v, m in VERDICT_MARKERS.items()
+    ]
+    figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=4, frameon=False)
+    figure.suptitle(f"paired test-accuracy difference at early stop, per cell; grey band: +-{delta} points")
+    figure.tight_layout()
+    return figure
+
+
+def overlap_vs_sparsity(overlap: pd.DataFrame) -> plt.Figure:
+    """Chance-corrected Jaccard overlap (0: independent random masks, 1: the same mask) of each
+    pair of masks against weights remaining, overall and per layer; mean and sd over pairs."""
+    layers = ["overall", *[name for name in dict.fromkeys(overlap["layer"]) if name != "overall"]]
+    grid = sns.relplot(
+        data=overlap,
+        x="weights_remaining_pct",
+        y="chance_corrected",
+        hue="pair",
+        col="layer",
+        col_order=layers,
+        col_wrap=min(len(layers), 4),
+        kind="line",
+        markers=True,
+        style="pair",
+        errorbar="sd",
+        palette=PALETTE,
+        height=3.0,
+        aspect=1.1,
+    )
+    _sparsity_axis(grid, overlap)
+    for ax in grid.axes.flat:
+        ax.axhline(0, color="#555555", linewidth=0.8)
+    grid.set_titles(col_template="{col_name}")
+    grid.set_axis_labels(WEIGHTS_LABEL, "overlap beyond chance")
+    grid.legend.set_title(None)
+    return grid.figure
+
+
+def cost_vs_accuracy(costs: pd.DataFrame) -> plt.Figure:
+    """Q4: each pipeline's whole cost (search and final training; sample-epochs and seconds) at
+    the sparsest round against the accuracy it reached on the whole set, one point per seed."""
+    sparsest = costs[costs["round"] == costs["round"].max()]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, column, label in (
-        (axes[0], "search_seconds", "search time (s, log scale)"),
-        (axes[1], "search_sample_epochs", "search cost (sample-epochs, log scale)"),
+        (axes[0], "sample_epochs", "pipeline cost (sample-epochs of the whole set, log scale)"),
+        (axes[1], "seconds", "pipeline training time (s, log scale)"),
     ):
-        sns.scatterplot(data=costs, x=column, y=accuracy, hue="search samples", s=80, palette=PALETTE, ax=ax)
+        sns.scatterplot(
+            data=sparsest, x=column, y="accuracy", hue="pipeline", style="pipeline", s=60, palette=PALETTE, ax=ax
+        )
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
-    axes[1].get_legend().remove()
-    figure.suptitle("what a ticket search cost vs what its tickets reached on the whole training set")
+        ax.set_ylabel("test accuracy at early stop (%)")
+    axes[0].get_legend().remove()
+    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1, 1), title=None)
+    level = sparsest["weights_remaining_pct"].iloc[0]
+    figure.suptitle(f"what each pipeline cost vs what it reached on the whole set ({level:.3g}% of weights remaining)")
     figure.tight_layout()
     return figure

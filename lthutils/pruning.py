@@ -106,6 +106,18 @@ def prune_global(weights: dict[str, torch.Tensor], mask: Mask, rate: float) -> M
     return Mask({n: piece.view_as(mask[n]) for n, piece in zip(names, pieces)})
 
 
+def magnitude_mask(mask: Mask, weights: dict[str, torch.Tensor]) -> Mask:
+    """A mask with the same number alive in each entry as `mask`, keeping the entry's largest
+    |weights| (lower index first on ties): with theta_0, magnitude pruning at initialization."""
+    new = {}
+    for name, m in mask.items():
+        flat = torch.zeros(m.numel())
+        order = torch.sort(_magnitudes(weights[name]), descending=True, stable=True).indices
+        flat[order[: int(m.sum())]] = 1
+        new[name] = flat.view_as(m)
+    return Mask(new)
+
+
 def random_mask(mask: Mask, generator: torch.Generator) -> Mask:
     """A mask with the same number alive in each entry, at positions drawn from `generator`."""
     new = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from lthutils import analysis, plots, study
 from lthutils.config import ConfigError
-from lthutils.results import read_results, summarize, write_atomic
+from lthutils.results import divergence_note, read_results, summarize, write_atomic
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 img{max-width:100%;border:1px solid #ddd;margin:.5em 0}table{border-collapse:collapse;font-size:.85em}
@@ -34,27 +35,54 @@ def collect(exp_root: str | Path) -> pd.DataFrame:
 
 
 def _markdown_to_html(text: str) -> str:
-    """The conclusions' small markdown: paragraphs and '- ' bullet lists."""
+    """The conclusions' small markdown: paragraphs, '- ' bullet lists, **bold** and *italics*."""
+
+    def inline(line: str) -> str:
+        line = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(line))
+        return re.sub(r"\*(\S.*?)\*", r"<em>\1</em>", line)
+
     parts, items = [], []
     for line in text.splitlines() + [""]:
         if line.startswith("- "):
-            items.append(f"<li>{html.escape(line[2:])}</li>")
+            items.append(f"<li>{inline(line[2:])}</li>")
             continue
         if items:
             parts.append("<ul>" + "".join(items) + "</ul>")
             items = []
         if line.strip():
-            parts.append(f"<p>{html.escape(line)}</p>")
+            parts.append(f"<p>{inline(line)}</p>")
     return "\n".join(parts)
 
 
-def _section(title: str, figures: list[Path], conclusion: str, page_dir: Path) -> str:
-    images = "\n".join(
+def _figures(figures: list[Path], page_dir: Path) -> str:
+    return "\n".join(
         f'<a href="{os.path.relpath(f.with_suffix(".pdf"), page_dir)}">'
         f'<img src="{os.path.relpath(f, page_dir)}" alt="{html.escape(f.stem)}"></a>'
         for f in figures
     )
-    return f"<h2>{html.escape(title)}</h2>\n{_markdown_to_html(conclusion)}\n{images}"
+
+
+def _section(title: str, figures: list[Path], conclusion: str, page_dir: Path) -> str:
+    return f"<h2>{html.escape(title)}</h2>\n{_markdown_to_html(conclusion)}\n{_figures(figures, page_dir)}"
+
+
+def _question_section(title: str, evidence: analysis.Evidence, figures: list[Path], note: str, page_dir: Path) -> str:
+    """A results section: the decision rule, the conclusion, the verdict table, the figures, the caveats."""
+    table = analysis.verdict_table(evidence.verdicts).to_html(index=False, border=0, na_rep="")
+    return "\n".join(
+        [
+            f"<h2>{html.escape(title)}</h2>",
+            _markdown_to_html(evidence.rule),
+            "<h3>Conclusion</h3>",
+            _markdown_to_html(evidence.conclusion),
+            "<h3>Verdicts</h3>",
+            f"<details><summary>{len(evidence.verdicts)} cells</summary>{table}</details>",
+            "<h3>Figures</h3>",
+            _figures(figures, page_dir),
+            "<h3>Caveats</h3>",
+            _markdown_to_html(evidence.caveats + note),
+        ]
+    )
 
 
 def build_report(exp_root: str | Path = "exp_result") -> Path:
@@ -72,9 +100,10 @@ def build_report(exp_root: str | Path = "exp_result") -> Path:
         question = study.QUESTIONS[key]
         for rows in frames:
             title = f"{question.title} (plan {analysis.plan_id(rows)}, {rows['run_id'].nunique()} runs)"
-            conclusion = question.conclude(rows)
-            sections.append(_section(title, question.figures(rows, figures_dir), conclusion, page_dir))
-            conclusions.append(f"### {title}\n\n{conclusion}\n")
+            evidence, note = question.evidence(rows), divergence_note(rows)
+            figures = question.figures(rows, evidence, figures_dir)
+            sections.append(_question_section(title, evidence, figures, note, page_dir))
+            conclusions.append(f"### {title}\n\n{evidence.markdown()}{note}\n")
     for name, rows in frame[~frame["study"].isin(list(study.QUESTIONS))].groupby("study"):
         png = plots.save(plots.accuracy_vs_sparsity(rows, panel="model"), figures_dir, f"{name}_accuracy")
         tables = [

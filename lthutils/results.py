@@ -27,7 +27,7 @@ import numpy
 import pandas as pd
 import torch
 
-from lthutils.config import ConfigError
+from lthutils.config import CONTROLS, KINDS, ConfigError
 
 RESULT_COLUMNS = [
     "run_id",
@@ -42,10 +42,13 @@ RESULT_COLUMNS = [
     "test_acc",
     "val_loss",
     "early_stop_iter",
+    "converged",
+    "steps_per_round",
     "test_acc_at_early_stop",
     "nonzero_weights",
     "train_iterations",
     "train_examples",
+    "train_dense_flops",
     "train_seconds",
     "eval_seconds",
     "diverged",
@@ -284,7 +287,7 @@ def summarize(path: Path) -> str:
     frame = read_results(path)
     if frame.empty:
         raise ConfigError("results", str(path), "a results.csv with rows that pass their checksums (see the warnings)")
-    kinds = [k for k in ("ticket", "reinit", "random_mask") if k in set(frame["kind"])]
+    kinds = [k for k in KINDS if k in set(frame["kind"])]
     table = frame.groupby("round").agg(weights_remaining=("weights_remaining", "first"))
     table["weights remaining (%)"] = (100 * table.pop("weights_remaining")).map("{:.1f}".format)
     for metric, label in (("test_acc_at_early_stop", "acc at early stop (%)"), ("test_acc", "final acc (%)")):
@@ -318,7 +321,7 @@ def _margins(frame: pd.DataFrame) -> str:
     if last == 0 or (last, "ticket") not in means.index:
         return ""
     ticket = means.loc[(last, "ticket")]
-    others = [(kind, means.loc[(last, kind)]) for kind in ("reinit", "random_mask") if (last, kind) in means.index]
+    others = [(kind, means.loc[(last, kind)]) for kind in CONTROLS if (last, kind) in means.index]
     if (0, "ticket") in means.index:
         others.append(("the dense network (round 0)", means.loc[(0, "ticket")]))
     remaining = 100 * frame.loc[frame["round"] == last, "weights_remaining"].iloc[0]

@@ -28,17 +28,23 @@ from lthutils.pruning import Mask
 VERDICTS = ("better", "equivalent", "worse", "inconclusive")
 
 
+def paired(
+    first: pd.DataFrame, second: pd.DataFrame, keys: list[str], metric: str = "test_acc_at_early_stop"
+) -> pd.DataFrame:
+    """`keys` and the difference first - second of `metric` in points, one row per key both frames
+    have (each frame holds at most one row per key). A pair with a NaN side (a diverged run,
+    blanked by study.tidy) is dropped, both sides."""
+    merged = first[[*keys, metric]].merge(second[[*keys, metric]], on=keys, suffixes=("", "_second"))
+    merged["difference"] = 100 * (merged[metric] - merged[f"{metric}_second"])
+    return merged.dropna(subset=["difference"])[[*keys, "difference"]].reset_index(drop=True)
+
+
 def paired_differences(
     frame: pd.DataFrame, cell: list[str], control: str, metric: str = "test_acc_at_early_stop"
 ) -> pd.DataFrame:
-    """Per cell and seed: `metric` of kind 'ticket' minus that of kind `control`, in points.
-    Pairs missing a side, or whose side is NaN (a diverged run, blanked by study.tidy), are dropped."""
-    sides = frame[frame["kind"].isin(["ticket", control])]
-    wide = sides.pivot_table(index=[*cell, "seed"], columns="kind", values=metric, aggfunc="first", dropna=False)
-    if control not in wide or "ticket" not in wide:
-        return pd.DataFrame(columns=[*cell, "seed", "difference"])
-    wide = wide.dropna(subset=["ticket", control])
-    return (100 * (wide["ticket"] - wide[control])).rename("difference").reset_index()
+    """Per cell and seed: `metric` of kind 'ticket' minus that of kind `control`, in points (paired)."""
+    of_kind = {kind: frame[frame["kind"] == kind] for kind in ("ticket", control)}
+    return paired(of_kind["ticket"], of_kind[control], [*cell, "seed"], metric)
 
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -65,11 +71,11 @@ def _one_sided(values: np.ndarray, bound: float, alternative: str) -> float:
 def verdicts(
     differences: pd.DataFrame, cell: list[str], delta: float = 0.5, alpha: float = 0.05, confidence: float = 0.95
 ) -> pd.DataFrame:
-    """Per cell: n, mean, sd, the t interval, Cohen's d_z (mean / sd), the Holm-adjusted p-values
-    of the three tests, and the verdict of the rule in the module docstring (Holm across all cells
-    given: pass one question's cells together)."""
+    """Per cell (in order of first appearance): n, mean, sd, the t interval, Cohen's d_z
+    (mean / sd), the Holm-adjusted p-values of the three tests, and the verdict of the rule in the
+    module docstring (Holm across all cells given: pass one comparison's cells together)."""
     rows = []
-    for key, group in differences.groupby(cell, sort=True):
+    for key, group in differences.groupby(cell, sort=False):
         values = group["difference"].to_numpy(dtype=float)
         low, high = t_interval(values, confidence)
         sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan

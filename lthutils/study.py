@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,10 +95,14 @@ def run(units: list[Unit], scheduler: str | None = None) -> pd.DataFrame:
         from lthutils import cluster  # dask: only when a scheduler is used
 
         cluster.run_units(units, scheduler)
-    results = collect([unit.results_path for unit in units])
-    exp_root = Path(units[0].config.exp_root)
-    paths = sorted(str(unit.results_path.relative_to(exp_root)) for unit in units)
-    write_json(exp_root / units[0].config.name / "plans" / f"{analysis.plan_id(results)}.json", paths)
+    tickets = {unit.tickets().name: unit.tickets().absolute() for unit in units}
+    results = collect([unit.results_path for unit in units], tickets)
+    exp_root = Path(units[0].config.exp_root).absolute()
+    plan = {
+        "results": sorted(str(unit.results_path.absolute().relative_to(exp_root)) for unit in units),
+        "tickets": {run_id: os.path.relpath(path, exp_root) for run_id, path in sorted(tickets.items())},
+    }
+    write_json(exp_root / units[0].config.name / "plans" / f"{analysis.plan_id(results)}.json", plan)
     return results
 
 
@@ -105,16 +110,25 @@ def plans(exp_root: str | Path) -> dict[str, list[pd.DataFrame]]:
     """Each question's recorded plans under exp_root, as tidy frames, by question key."""
     found: dict[str, list[pd.DataFrame]] = {}
     for key in QUESTIONS:
-        for plan in sorted(Path(exp_root).glob(f"{key}/plans/*.json")):
-            paths = [Path(exp_root) / relative for relative in json.loads(plan.read_text())]
+        for path in sorted(Path(exp_root).glob(f"{key}/plans/*.json")):
+            plan = json.loads(path.read_text())
+            if isinstance(plan, list):  # written before plans named their ticket folders
+                plan = {"results": plan, "tickets": {}}
+            paths = [Path(exp_root) / relative for relative in plan["results"]]
+            tickets = {run_id: Path(exp_root) / relative for run_id, relative in plan["tickets"].items()}
             if all(path.exists() for path in paths):
-                found.setdefault(key, []).append(collect(paths))
+                found.setdefault(key, []).append(collect(paths, tickets))
     return found
 
 
-def collect(results_paths: list[Path]) -> pd.DataFrame:
-    """The rows of these results.csv files, tidy."""
-    return tidy(pd.concat([read_results(path) for path in results_paths], ignore_index=True))
+def collect(results_paths: list[Path], tickets: dict[str, Path] | None = None) -> pd.DataFrame:
+    """The rows of these results.csv files, tidy; with `tickets` (ticket folder by the run id
+    that found them), each row's `tickets` column names the folder of the tickets it trained."""
+    frame = tidy(pd.concat([read_results(path) for path in results_paths], ignore_index=True))
+    if tickets:
+        finder = frame["source_run_id"] if "source_run_id" in frame else frame["run_id"]
+        frame["tickets"] = finder.fillna(frame["run_id"]).map({k: str(v) for k, v in tickets.items()})
+    return frame
 
 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
@@ -123,11 +137,15 @@ def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     conclusion counts them."""
     frame = frame.copy()
     frame["transfer"] = frame["source_run_id"].notna() if "source_run_id" in frame else False
-    for column in ("dataset", "optimizer", "num_train"):
+    for column in ("dataset", "optimizer", "num_train", "steps_per_round"):
+        if column not in frame:  # results written before lthutils recorded it
+            continue
         source = f"source_{column}"
         frame[source] = frame[source].fillna(frame[column]) if source in frame else frame[column]
     frame["source_num_train"] = frame["source_num_train"].astype(int)
     frame["weights_remaining_pct"] = 100 * frame["weights_remaining"]
+    if "converged" not in frame:  # results written before lthutils recorded it: not known to have converged
+        frame["converged"] = False
     if "diverged" in frame:  # measured before the loss blew up, or after: neither says how the ticket does
         blank = ["test_acc", "test_acc_at_early_stop", "early_stop_iter"]
         frame[blank] = frame[blank].astype(float).mask(frame["diverged"].eq(True), axis=0)
@@ -138,9 +156,10 @@ def _base(
     name: str,
     rounds: int,
     rate: float | None,
-    epochs: int,
+    iterations: int,
     seeds: list[int],
     eval_every: int,
+    val_size: int | None,
     exp_root: str,
     model_root: str,
     quiet: bool,
@@ -150,9 +169,11 @@ def _base(
         name=name,
         rounds=rounds,
         prune_rate=rate,
-        epochs=epochs,
+        epochs=None,
+        iterations=iterations,
         seeds=tuple(seeds),
         eval_every=eval_every,
+        val_size=val_size,
         exp_root=exp_root,
         model_root=model_root,
         quiet=quiet,
@@ -241,7 +262,7 @@ def plan_q2(
 
 def plan_q3(
     optimizers: list[str],
-    lr: float,
+    lrs: dict[str, float],
     momentum: float,
     dataset: str,
     model: str,
@@ -249,43 +270,80 @@ def plan_q3(
     heatmap_rounds: list[int],
     **common,
 ) -> list[Unit]:
-    """Q3: tickets found with each optimizer, trained with every other one, beside reinit there.
-    (heatmap_rounds is checked here and used by the figures.)"""
+    """Q3: tickets found with each optimizer (at its own learning rate, `lrs`), trained with every
+    other one, beside reinit there. (heatmap_rounds is checked here and used by the figures.)"""
     check_heatmap_rounds(heatmap_rounds, common["rounds"])
-    fixed = {**parse_model(model), "dataset": dataset, "num_train": num_train, "lr": lr, "momentum": momentum}
-    return _transfer_plan("q3", "optimizer", optimizers, fixed, **common)
+    if not isinstance(lrs, dict) or set(lrs) != set(optimizers):
+        raise ConfigError("lrs", lrs, "a learning rate for each optimizer: " + ", ".join(map(str, optimizers)))
+    fixed = {**parse_model(model), "dataset": dataset, "num_train": num_train, "momentum": momentum}
+    units = _transfer_plan("q3", "optimizer", optimizers, fixed, **common)
+    # each optimizer trains at its own rate, wherever its tickets came from
+    return [
+        Unit(dataclasses.replace(unit.config, lr=lrs[unit.config.optimizer]), unit.source)
+        if unit.source is None
+        else Unit(
+            dataclasses.replace(unit.config, lr=lrs[unit.config.optimizer]),
+            dataclasses.replace(unit.source, lr=lrs[unit.source.optimizer]),
+        )
+        for unit in units
+    ]
+
+
+Q4_CONTROLS = ("reinit", "random_mask", "magnitude_init")
 
 
 def plan_q4(
-    search_sizes: list[int], dataset: str, model: str, optimizer: str | None, lr: float | None, **common
+    search_sizes: list[int],
+    num_train: int | None,
+    dataset: str,
+    model: str,
+    optimizer: str | None,
+    lr: float | None,
+    **common,
 ) -> list[Unit]:
-    """Q4: tickets found with each training-set size, and with the whole set, each trained on
-    the whole set."""
-    if not search_sizes or len(set(search_sizes)) != len(search_sizes) or None in search_sizes:
+    """Q4: tickets found on subsets of `search_sizes` examples, each trained on the whole set
+    (`num_train` examples; None: all of them) beside the reinit of its mask. Each size searches
+    twice: with the whole-set search's steps per round (equal steps: the data effect) and with its
+    epochs (equal epochs, the original design: fewer examples, fewer steps). The whole-set search
+    trains its tickets beside the zero-cost baselines of the same per-layer sparsities: reinit,
+    random mask and the magnitude-at-init mask (Q4_CONTROLS)."""
+    if (
+        not isinstance(search_sizes, list)
+        or not search_sizes
+        or len(set(search_sizes)) != len(search_sizes)
+        or any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in search_sizes)
+    ):
         raise ConfigError("search_sizes", search_sizes, "a non-empty list of distinct sizes (the whole set is added)")
     fixed = {**parse_model(model), "dataset": dataset, "optimizer": optimizer, "lr": lr}
-    full = _base("q4", controls=("reinit",), num_train=None, **fixed, **common)
+    full = _base("q4", controls=Q4_CONTROLS, num_train=num_train, **fixed, **common)
+    whole = prepare(full).num_train
+    if max(search_sizes) >= whole:
+        raise ConfigError("search_sizes", search_sizes, f"sizes below the whole set's {whole:,} training examples")
+    steps = full.iterations
+    evaluation = dataclasses.replace(full, controls=("reinit",))
     units = [Unit(full)]
     for size in search_sizes:
-        search = _base("q4", controls=(), num_train=size, **fixed, **common)
-        units += [Unit(search), Unit(full, source=search)]
+        for size_steps in sorted({steps, math.ceil(steps * size / whole)}, reverse=True):
+            search = dataclasses.replace(full, controls=(), num_train=size, iterations=size_steps)
+            units += [Unit(search), Unit(evaluation, source=search)]
     return units
 
 
 @dataclass(frozen=True)
 class Question:
-    """A research question: its notebook, its plan, and what it shows (figures and conclusion)."""
+    """A research question: its notebook, its plan, its evidence (verdicts, overlap, sentences)
+    and its figures."""
 
     key: str
     notebook: str
     title: str
     plan: Callable[..., list[Unit]]
-    figures: Callable[..., list[Path]]  # (frame, figures_dir, **display parameters)
-    conclusion: Callable[[pd.DataFrame], str]  # what the question's own numbers say
+    evidence: Callable[[pd.DataFrame], analysis.Evidence]
+    figures: Callable[..., list[Path]]  # (frame, evidence, figures_dir, **display parameters)
 
     def conclude(self, frame: pd.DataFrame) -> str:
-        """The conclusion, naming any training runs that diverged."""
-        return self.conclusion(frame) + divergence_note(frame)
+        """The rule, the conclusion and its caveats as markdown, naming any runs that diverged."""
+        return self.evidence(frame).markdown() + divergence_note(frame)
 
 
 QUESTIONS = {
@@ -296,32 +354,32 @@ QUESTIONS = {
             "q1_model_scale.ipynb",
             "Q1: do winning tickets beat reinit at every model scale?",
             plan_q1,
+            analysis.evidence_q1,
             analysis.figures_q1,
-            analysis.conclude_q1,
         ),
         Question(
             "q2",
             "q2_dataset_transfer.ipynb",
             "Q2: do tickets found on one dataset work on another?",
             plan_q2,
+            functools.partial(analysis.evidence_transfer, axis="dataset"),
             functools.partial(analysis.figures_transfer, axis="dataset", key="q2"),
-            functools.partial(analysis.conclude_transfer, axis="dataset"),
         ),
         Question(
             "q3",
             "q3_optimizer_transfer.ipynb",
             "Q3: do tickets found with one optimizer work with another?",
             plan_q3,
+            functools.partial(analysis.evidence_transfer, axis="optimizer"),
             functools.partial(analysis.figures_transfer, axis="optimizer", key="q3"),
-            functools.partial(analysis.conclude_transfer, axis="optimizer"),
         ),
         Question(
             "q4",
             "q4_few_sample.ipynb",
             "Q4: do tickets found with few samples work on the whole training set?",
             plan_q4,
+            analysis.evidence_q4,
             analysis.figures_q4,
-            analysis.conclude_q4,
         ),
     )
 }

@@ -45,7 +45,7 @@ MAX_STACKED_MODELS = 16  # 16 LeNet-300-100s: 6 x 266,200 floats each (weights, 
 class TrainResult:
     """What one training run measured. Accuracies are fractions; iterations count steps."""
 
-    iterations: int
+    iterations: int  # optimizer steps this run took (T, or T - k for a ticket rewound to step k)
     test_acc: float = math.nan
     val_loss: float = math.nan
     early_stop_iter: int = 0
@@ -59,6 +59,12 @@ class TrainResult:
     diverged: bool = False  # a validation loss was NaN or infinite: the run's accuracies mean nothing
     history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, validation loss)
     rewind_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def converged(self) -> bool:
+        """Early stopping found its point: a finite run whose least validation loss came before
+        its last evaluation (at its last step), so more training was not making it better."""
+        return not self.diverged and bool(self.history) and 0 < self.early_stop_iter < self.history[-1][0]
 
     def record(self, step: int, val_loss: float) -> bool:
         """Log a validation loss; True when it is the least so far (the new early-stopping point)."""
@@ -293,10 +299,12 @@ def train_stack(
     data_seeds: list[int],
     rewind_iteration: int | None = None,
     description: str = "train",
+    first_step: int = 0,
 ) -> list[TrainResult]:
     """Train the stack's K models in place with `optimizer` (over stack.leaves), model k on
     splits[k] in the data order of data_seeds[k]. `config` must be resolved; every split holds
-    the same number of training examples, on the stack's device.
+    the same number of training examples, on the stack's device. With `first_step` k, training
+    runs steps k+1..T only (a rewound ticket), with the batches those steps have in that order.
 
     The validation loss is measured every `config.eval_every` steps and at the end; the step of
     least validation loss is the early-stopping iteration, and the test accuracy of the weights
@@ -310,7 +318,7 @@ def train_stack(
         raise ValueError("stacked models must train on the same number of examples")
     iterations = total_iterations(config, num_train)
     generators = [torch.Generator().manual_seed(seed) for seed in data_seeds]
-    results = [TrainResult(iterations) for _ in range(count)]
+    results = [TrainResult(iterations - first_step) for _ in range(count)]
     best = [view.clone() for view in stack.views]  # each model's weights at its least validation loss
     if stack.precision == "bf16":  # images cast once here, not at every step (and half the bytes to gather)
         converted = {id(split): split.to(dtype=torch.bfloat16) for split in splits}
@@ -336,10 +344,13 @@ def train_stack(
     started = time.perf_counter()
     step = 0
     label = description if count == 1 else f"{description} (x{count})"
-    with tqdm(total=iterations, desc=label, disable=config.quiet, mininterval=1.0) as bar:
+    with tqdm(total=iterations - first_step, desc=label, disable=config.quiet, mininterval=1.0) as bar:
         while step < iterations:
             orders = [torch.randperm(num_train, generator=g).to(device) for g in generators]
             for start in range(0, num_train, config.batch_size):
+                if step < first_step:  # a step before the rewind point: its batch is skipped, not trained
+                    step += 1
+                    continue
                 size = min(config.batch_size, num_train - start)
                 for k, (split, order) in enumerate(zip(splits, orders)):
                     torch.index_select(split.train_images, 0, order[start : start + size], out=batch_images[k, :size])
@@ -389,13 +400,15 @@ def train_models(
     data_seeds: list[int],
     rewind_iteration: int | None = None,
     description: str = "train",
+    first_step: int = 0,
 ) -> list[TrainResult]:
     """Train the models in place, each under its mask on its splits (on the models' device) in
-    its data order: fully connected models as one stack, any other model alone (make_stack).
-    Each result is what training that model alone gives, bitwise. Checks that every mask held."""
+    its data order, from `first_step` (train_stack): fully connected models as one stack, any
+    other model alone (make_stack). Each result is what training that model alone gives,
+    bitwise. Checks that every mask held."""
     stack = make_stack(models, masks, config.precision)
     optimizer = make_optimizer(stack.leaves, config)
-    results = train_stack(stack, optimizer, splits, config, data_seeds, rewind_iteration, description)
+    results = train_stack(stack, optimizer, splits, config, data_seeds, rewind_iteration, description, first_step)
     stack.write_back()
     for model, mask, result in zip(models, masks, results):
         result.finish(model, mask)
