@@ -36,8 +36,8 @@ study: setup
 	$(PY) -m lthutils report
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lthutils tests bench
-	$(VENV)/bin/ruff format --check lthutils tests bench
+	$(VENV)/bin/ruff check lthutils tests bench scripts
+	$(VENV)/bin/ruff format --check lthutils tests bench scripts
 
 test: setup lint
 	$(PY) -m pytest

@@ -7,7 +7,7 @@ ticket - control, in points of accuracy. A pair with a diverged (or missing) sid
 The decision rule, declared before any number: with a margin `delta` (points) and level `alpha`,
 a cell is
 - "better" when the one-sided t-test of "mean difference > +delta" rejects its null at alpha
-  after Holm's correction across the cells of one question;
+  after Holm's correction across the cells of one comparison (one question's family of cells);
 - "worse" when the same holds for "mean difference < -delta";
 - "equivalent" when both one-sided tests of "mean difference > -delta" and "< +delta" reject
   (two one-sided tests, TOST), Holm-corrected;

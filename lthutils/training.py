@@ -423,9 +423,10 @@ def train(
     data_seed: int,
     rewind_iteration: int | None = None,
     description: str = "train",
+    first_step: int = 0,
 ) -> TrainResult:
     """Train one model in place (train_models with a stack of one)."""
-    return train_models([model], [mask], [splits], config, [data_seed], rewind_iteration, description)[0]
+    return train_models([model], [mask], [splits], config, [data_seed], rewind_iteration, description, first_step)[0]
 
 
 def check_mask_holds(model: nn.Module, mask: Mask) -> dict[str, int]:

@@ -25,7 +25,7 @@ def q3_units(root: Path, seeds=(0, 1), rounds=1, iterations=30) -> list[study.Un
     across threads, so that workers' one thread must give what the client's two give."""
     return study.plan_q3(
         ["sgd", "adam"],
-        0.01,
+        {"sgd": 0.01, "adam": 0.01},
         0.9,
         "digits5k",
         "lenet300",
@@ -33,9 +33,9 @@ def q3_units(root: Path, seeds=(0, 1), rounds=1, iterations=30) -> list[study.Un
         [1],
         rounds=rounds,
         rate=None,
-        epochs=1,
         seeds=list(seeds),
         eval_every=10,
+        val_size=None,
         exp_root=str(root / "exp_result"),
         model_root=str(root / "model_save"),
         quiet=True,

@@ -19,15 +19,17 @@ def q4_units(root):
     trained on all of it: searches and a transfer, 2 seeds, a short last batch."""
     return study.plan_q4(
         [100],
+        None,
         "digits5k",
         "fc:1x30",
         None,
         None,
         rounds=2,
         rate=None,
-        epochs=1,
+        iterations=70,
         seeds=[0, 1],
         eval_every=20,
+        val_size=None,
         exp_root=str(root / "exp_result"),
         model_root=str(root / "model_save"),
         quiet=True,

@@ -12,22 +12,23 @@ import yaml
 from PIL import Image
 
 from lthutils import analysis, study
-from lthutils.report import build_report
+from lthutils.report import _markdown_to_html, build_report
 from lthutils.runner import NOTEBOOKS_DIR, notebook_defaults
 
-TINY = {"rounds": 2, "epochs": 1, "seeds": [0], "eval_every": 5}
+TINY = {"rounds": 2, "iterations": 10, "seeds": [0, 1], "eval_every": 5, "val_size": 500}
 PARAMETERS = {
-    "q1": {"models": ["fc:1x20", "lenet5"], "num_train": 300, **TINY},
+    "q1": {"models": ["fc:1x20", "lenet5"], "num_train": 300, **TINY, "seeds": [0]},
     "q2": {"datasets": ["fashionmnist", "digits5k"], "num_train": 300, "heatmap_rounds": [1, 2], **TINY},
-    "q3": {"optimizers": ["sgd", "adam"], "lr": 0.01, "num_train": 300, "heatmap_rounds": [2], **TINY},
-    "q4": {"search_sizes": [100, 300], "dataset": "digits5k", **TINY},
+    "q3": {"optimizers": ["sgd", "adam"], "lrs": {"sgd": 0.01, "adam": 0.001}, "num_train": 300, **TINY},
+    "q4": {"search_sizes": [100, 300], "num_train": None, "dataset": "digits5k", **TINY},
 }
-ROWS = {"q1": 10, "q2": 20, "q3": 20, "q4": 21}
+ROWS = {"q1": 2 * 7, "q2": 2 * 2 * 10, "q3": 2 * 2 * 10, "q4": 2 * (9 + 4 * 3 + 4 * 5)}
+COMMON_FIGURES = ["accuracy", "early_stop", "differences"]
 FIGURES = {
-    "q1": ["accuracy", "early_stop"],
-    "q2": ["accuracy", "early_stop", "margin_heatmap"],
-    "q3": ["accuracy", "early_stop", "margin_heatmap"],
-    "q4": ["accuracy", "early_stop", "cost"],
+    "q1": COMMON_FIGURES,
+    "q2": [*COMMON_FIGURES, "overlap", "margin_heatmap"],
+    "q3": [*COMMON_FIGURES, "overlap", "margin_heatmap"],
+    "q4": [*COMMON_FIGURES, "overlap", "cost"],
 }
 
 
@@ -77,8 +78,8 @@ def test_every_notebook_writes_its_rows_and_figures(study_run):
             assert (png.with_suffix(".pdf")).read_bytes().startswith(b"%PDF"), name
     q2, q4 = plans["q2"][0], plans["q4"][0]
     crossed = q2[q2["transfer"]]
-    assert len(crossed) == 10 and (crossed["source_dataset"] != crossed["dataset"]).all()
-    assert set(q4["source_num_train"]) == {100, 300, 3600} and set(q4[q4["transfer"]]["num_train"]) == {3600}
+    assert len(crossed) == 20 and (crossed["source_dataset"] != crossed["dataset"]).all()
+    assert set(q4["source_num_train"]) == {100, 300, 3500} and set(q4[q4["transfer"]]["num_train"]) == {3500}
 
 
 @pytest.mark.slow
@@ -88,8 +89,9 @@ def test_executed_notebooks_show_figures_and_a_computed_conclusion(study_run):
         notebook = nbformat.read(path, as_version=4)
         outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
         assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2, path.name
-        conclusion = outputs[-1]["data"]["text/markdown"]
-        assert any(char.isdigit() for char in conclusion), conclusion
+        markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+        assert markdown[0].startswith("**Decision rule**") and "cells, with" in markdown[1], path.name
+        assert markdown[-1].startswith("**Caveats**") and "Seeds: 0" in markdown[-1], path.name
     q1 = nbformat.read(executed[0], as_version=4)
     injected = [c for c in q1.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "lenet5" in injected[0].source
@@ -102,7 +104,8 @@ def test_report_collects_every_result(study_run):
     page = index.read_text()
     for key, question in study.QUESTIONS.items():
         assert question.title in page
-        assert question.conclude(study.plans(root / "exp_result")[key][0]).splitlines()[0].split(",")[0] in page
+        evidence = question.evidence(study.plans(root / "exp_result")[key][0])
+        assert _markdown_to_html(evidence.conclusion.splitlines()[0]) in page and "<h3>Caveats</h3>" in page
     assert page.count("<img ") == sum(len(f) for f in FIGURES.values())
     assert (index.parent / "conclusions.md").read_text().count("### Q") == 4
     all_results = pd.read_csv(index.parent / "all_results.csv")

@@ -4,7 +4,15 @@ from torch.nn.utils import prune as torch_prune
 
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.models import build_model
-from lthutils.pruning import Mask, layer_rates, prunable_parameters, prune_global, prune_layerwise, random_mask
+from lthutils.pruning import (
+    Mask,
+    layer_rates,
+    magnitude_mask,
+    prunable_parameters,
+    prune_global,
+    prune_layerwise,
+    random_mask,
+)
 
 
 @pytest.fixture
@@ -126,3 +134,18 @@ def test_random_mask_keeps_per_layer_counts(lenet):
     assert shuffled.alive() == mask.alive()
     assert not torch.equal(shuffled["1.weight"], mask["1.weight"])
     assert torch.equal(shuffled["1.weight"], random_mask(mask, torch.Generator().manual_seed(0))["1.weight"])
+
+
+def test_magnitude_mask_keeps_the_largest_initial_weights_at_the_same_counts(lenet):
+    weights = weights_of(lenet, Mask.ones(lenet))
+    mask = random_mask(
+        prune_layerwise(weights, Mask.ones(lenet), {n: 0.7 for n in Mask.ones(lenet)}), torch.Generator().manual_seed(3)
+    )
+    at_init = magnitude_mask(mask, weights)
+    assert at_init.alive() == mask.alive()
+    for name, kept in at_init.items():
+        magnitudes = weights[name].abs()
+        assert magnitudes[kept == 1].min() >= magnitudes[kept == 0].max()  # every survivor outranks every pruned one
+    assert magnitude_mask(Mask({"w": torch.tensor([1.0, 1.0, 0.0])}), {"w": torch.tensor([0.1, -3.0, 2.0])})[
+        "w"
+    ].tolist() == [0, 1, 1]

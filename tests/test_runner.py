@@ -98,8 +98,9 @@ def test_notebook_defaults_and_shipped_quick_files_check(tmp_path):
         question = runner.study.QUESTIONS[content["question"]]
         checked = runner.ParameterFile(path, question, content["parameters"], defaults)
         units = runner.plan(checked)
-        assert all(u.config.rounds == 10 and u.config.prune_rate == 0.2 and len(u.config.seeds) == 3 for u in units)
-        assert all(u.config.lr == 0.001 and u.config.epochs == 10 for u in units)
+        assert all(u.config.rounds == 10 and u.config.prune_rate == 0.2 and len(u.config.seeds) == 5 for u in units)
+        assert all(u.config.iterations == 10000 and u.config.eval_every == 100 for u in units)
+        assert all(u.config.lr == {"adam": 0.0012, "sgd": 0.01}[u.config.optimizer] for u in units)
         assert {u.config.dataset for u in units} <= {"mnist", "fashionmnist"}
     full = {p.stem: yaml.safe_load(p.read_text())["parameters"] for p in runner.REPO_ROOT.glob("params/full/*.yaml")}
     assert full["q2"]["datasets"] == ["mnist", "fashionmnist"]
@@ -109,14 +110,14 @@ def test_notebook_defaults_and_shipped_quick_files_check(tmp_path):
 
 def test_cli_bad_file_is_one_line_exit_2_and_runs_nothing(tmp_path):
     good = write(tmp_path, q1(), name="a.yaml")
-    write(tmp_path, q1(epochs=0), name="b.yaml")
+    write(tmp_path, q1(iterations=0), name="b.yaml")
     result = subprocess.run(
         [sys.executable, "-m", "lthutils", "run-all", str(tmp_path), "--output-dir", str(tmp_path / "out")],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 2
-    assert result.stderr == f"error: {tmp_path / 'b.yaml'}: epochs=0 is not allowed: expected a positive integer\n"
+    assert result.stderr == f"error: {tmp_path / 'b.yaml'}: iterations=0 is not allowed: expected a positive integer\n"
     assert not (tmp_path / "out").exists() and good.exists()
 
 

@@ -230,3 +230,35 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device='cuda' is not allowed: expected an available device: cpu"):
             resolve_device("cuda")
+
+
+def test_converged_flags_an_early_stop_and_a_run_still_improving(fashion_splits):
+    """A run whose least validation loss comes before its end converged; one that is still
+    improving at its last evaluation, or evaluated only at the end, did not."""
+    config = ExperimentConfig(iterations=150, eval_every=10, lr=0.01, quiet=True).resolved()
+    model = build_model(config, (1, 28, 28), 10, seed=0)
+    overfits = train(model, Mask.ones(model), fashion_splits, config, data_seed=0)
+    assert 0 < overfits.early_stop_iter < 150 and overfits.converged  # lr 0.01 overfits 500 images
+    slow = dataclasses.replace(config, lr=1e-5, iterations=30)
+    model = build_model(slow, (1, 28, 28), 10, seed=0)
+    crawling = train(model, Mask.ones(model), fashion_splits, slow, data_seed=0)
+    assert crawling.early_stop_iter == 30 and not crawling.converged
+    once = dataclasses.replace(config, eval_every=0)
+    model = build_model(once, (1, 28, 28), 10, seed=0)
+    assert not train(model, Mask.ones(model), fashion_splits, once, data_seed=0).converged
+
+
+def test_training_from_the_rewind_step_replays_the_rest_of_the_run(fashion_splits):
+    """With a stateless optimizer (SGD without momentum), training the rewind state for steps
+    k+1..T (first_step=k) lands bitwise where the uninterrupted T-step run lands."""
+    config = ExperimentConfig(optimizer="sgd", momentum=0.0, lr=0.05, iterations=25, eval_every=5, quiet=True)
+    config = config.resolved()
+    whole = build_model(config, (1, 28, 28), 10, seed=0)
+    full = train(whole, Mask.ones(whole), fashion_splits, config, data_seed=3, rewind_iteration=7)
+    rest = build_model(config, (1, 28, 28), 10, seed=0)
+    rest.load_state_dict(full.rewind_state)
+    resumed = train(rest, Mask.ones(rest), fashion_splits, config, data_seed=3, first_step=7)
+    assert resumed.iterations == 25 - 7 and resumed.examples == 1420 - 420  # steps 8-25 of epochs of 500 images
+    assert [step for step, _ in resumed.history] == [10, 15, 20, 25]
+    for name, weight in whole.state_dict().items():
+        assert torch.equal(weight, rest.state_dict()[name]), name
