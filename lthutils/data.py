@@ -86,6 +86,17 @@ def default_val_size(pool_size: int) -> int:
     return 5000 if pool_size >= 50_000 else pool_size // 10
 
 
+TRAINING_POOLS = {"mnist": 60_000, "fashionmnist": 60_000, "digits5k": 4_000}  # training images per dataset
+
+
+def training_examples(name: str, num_train: int | None, val_size: int | None) -> int:
+    """How many examples a run trains on, known without loading the data (make_splits checks it)."""
+    if num_train is not None:
+        return num_train
+    pool = TRAINING_POOLS[name]
+    return pool - (default_val_size(pool) if val_size is None else val_size)
+
+
 def load_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
     """Load a named dataset (mnist, fashionmnist, digits5k), fetching it if needed.
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from lthutils import analysis
 from lthutils.config import ConfigError, ExperimentConfig
+from lthutils.data import training_examples
 from lthutils.experiments import evaluate_tickets, find_tickets, prepare
 from lthutils.results import divergence_note, read_results, write_json
 
@@ -273,10 +274,10 @@ def plan_q3(
     """Q3: tickets found with each optimizer (at its own learning rate, `lrs`), trained with every
     other one, beside reinit there. (heatmap_rounds is checked here and used by the figures.)"""
     check_heatmap_rounds(heatmap_rounds, common["rounds"])
+    fixed = {**parse_model(model), "dataset": dataset, "num_train": num_train, "momentum": momentum}
+    units = _transfer_plan("q3", "optimizer", optimizers, fixed, **common)  # checks the optimizers
     if not isinstance(lrs, dict) or set(lrs) != set(optimizers):
         raise ConfigError("lrs", lrs, "a learning rate for each optimizer: " + ", ".join(map(str, optimizers)))
-    fixed = {**parse_model(model), "dataset": dataset, "num_train": num_train, "momentum": momentum}
-    units = _transfer_plan("q3", "optimizer", optimizers, fixed, **common)
     # each optimizer trains at its own rate, wherever its tickets came from
     return [
         Unit(dataclasses.replace(unit.config, lr=lrs[unit.config.optimizer]), unit.source)
@@ -316,7 +317,7 @@ def plan_q4(
         raise ConfigError("search_sizes", search_sizes, "a non-empty list of distinct sizes (the whole set is added)")
     fixed = {**parse_model(model), "dataset": dataset, "optimizer": optimizer, "lr": lr}
     full = _base("q4", controls=Q4_CONTROLS, num_train=num_train, **fixed, **common)
-    whole = prepare(full).num_train
+    whole = training_examples(dataset, num_train, full.val_size)
     if max(search_sizes) >= whole:
         raise ConfigError("search_sizes", search_sizes, f"sizes below the whole set's {whole:,} training examples")
     steps = full.iterations

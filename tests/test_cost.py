@@ -41,15 +41,16 @@ def test_the_preview_counts_what_the_run_then_records(tmp_path, cache):
     before = cost.plan_cost(units, "none")
     results = study.run(units)
     rows = pd.concat([pd.read_csv(unit.results_path) for unit in units])
-    # per seed: the full search 1 + 2 x 2, the small one 3, the transfer 5
-    assert before.trainings == len(rows) == len(results) == 2 * (5 + 3 + 5)
+    # per seed: the whole-set search 1 + 2 x 4 (ticket and three baselines), the small searches (equal
+    # steps, equal epochs) 3 each, their transfers 5 each
+    assert before.trainings == len(rows) == len(results) == 2 * (9 + 2 * 3 + 2 * 5)
     assert before.done == 0
     assert before.steps == rows["train_iterations"].sum()
     assert before.examples == rows["train_examples"].sum()
     assert before.seconds > 0 and before.flops > 0
     after = cost.plan_cost(units, "none")
     assert (after.trainings, after.done, after.steps, after.examples, after.flops) == (len(rows), len(rows), 0, 0, 0)
-    assert "26 trainings (26 done: a rerun skips them), 0 optimizer steps" in after.describe()
+    assert "50 trainings (50 done: a rerun skips them), 0 optimizer steps" in after.describe()
 
 
 def test_calibration_is_measured_once_per_machine_and_setting(tmp_path, cache):

@@ -4,12 +4,14 @@ import torchvision
 
 from lthutils.config import ConfigError
 from lthutils.data import (
+    TRAINING_POOLS,
     DatasetUnavailableError,
     clear_dataset_cache,
     load_dataset,
     make_splits,
     split_indices,
     stratified_indices,
+    training_examples,
 )
 
 
@@ -105,3 +107,11 @@ def test_fashion_falls_back_to_debian_package(tmp_path, monkeypatch):
     assert not list((tmp_path / "FashionMNIST" / "raw").glob(".*"))  # no temporary files left
     clear_dataset_cache()
     assert load_dataset("fashionmnist", tmp_path).source == data.source  # the copy remembers its source
+
+
+def test_training_examples_are_known_without_loading(fashion, digits):
+    for dataset in (fashion, digits):
+        assert TRAINING_POOLS[dataset.name] == len(dataset.train_labels)
+        for num_train, val_size in ((None, None), (None, 1000), (300, None)):
+            expected = len(split_indices(dataset, num_train, val_size, seed=0)[0])
+            assert training_examples(dataset.name, num_train, val_size) == expected

@@ -19,7 +19,13 @@ TINY = {"rounds": 2, "iterations": 10, "seeds": [0, 1], "eval_every": 5, "val_si
 PARAMETERS = {
     "q1": {"models": ["fc:1x20", "lenet5"], "num_train": 300, **TINY, "seeds": [0]},
     "q2": {"datasets": ["fashionmnist", "digits5k"], "num_train": 300, "heatmap_rounds": [1, 2], **TINY},
-    "q3": {"optimizers": ["sgd", "adam"], "lrs": {"sgd": 0.01, "adam": 0.001}, "num_train": 300, **TINY},
+    "q3": {
+        "optimizers": ["sgd", "adam"],
+        "lrs": {"sgd": 0.01, "adam": 0.001},
+        "num_train": 300,
+        "heatmap_rounds": [2],
+        **TINY,
+    },
     "q4": {"search_sizes": [100, 300], "num_train": None, "dataset": "digits5k", **TINY},
 }
 ROWS = {"q1": 2 * 7, "q2": 2 * 2 * 10, "q3": 2 * 2 * 10, "q4": 2 * (9 + 4 * 3 + 4 * 5)}
@@ -69,7 +75,8 @@ def test_every_notebook_writes_its_rows_and_figures(study_run):
     for key in PARAMETERS:
         frame = plans[key][0]
         assert len(frame) == ROWS[key], key
-        assert (frame["test_acc"] > 0.15).all(), key  # real learning on real data (chance: 0.10)
+        trained = frame[frame["train_iterations"] == 10]  # Q4's equal-epochs searches take 1 step
+        assert len(trained) >= len(frame) - 12 and (trained["test_acc"] > 0.15).all(), key  # chance: 0.10
         for name in FIGURES[key]:
             png = root / "exp_result" / "figures" / f"{key}-{analysis.plan_id(frame)}_{name}.png"
             with Image.open(png) as image:
