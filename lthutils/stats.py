@@ -111,7 +111,11 @@ def expected_jaccard(size: int, first: int, second: int) -> float:
     `second` of `size` elements (their intersection is hypergeometric)."""
     if first == 0 and second == 0:
         return 1.0
-    shared = np.arange(max(0, first + second - size), min(first, second) + 1)
+    # Hoeffding: the intersection lies more than `reach` from its mean with probability < 2e-52;
+    # summing only within reach keeps a layer of 235,200 weights at milliseconds.
+    mean, reach = first * second / size, math.ceil(math.sqrt(60 * min(first, second))) + 1
+    low, high = max(0, first + second - size, math.floor(mean) - reach), min(first, second, math.ceil(mean) + reach)
+    shared = np.arange(low, high + 1)
     probabilities = scipy_stats.hypergeom.pmf(shared, size, first, second)
     return float(np.sum(probabilities * shared / (first + second - shared)))
 

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
 from lthutils.pruning import Mask, random_mask
@@ -93,3 +94,10 @@ def test_chance_corrected_overlap_is_1_for_the_same_mask_and_about_0_for_unrelat
     assert abs(unrelated.loc["w", "chance_corrected"]) < 0.01
     assert abs(unrelated.loc["overall", "chance_corrected"]) < 0.01
     assert unrelated.loc["w", "jaccard"] == pytest.approx(1 / 9, abs=0.005)  # 0.2 x 0.2 / (0.4 - 0.04)
+
+
+@pytest.mark.parametrize("size, first, second", [(235200, 176400, 176400), (235200, 30000, 30000), (1000, 870, 870)])
+def test_expected_jaccard_sums_all_the_mass_of_the_hypergeometric(size, first, second):
+    shared = np.arange(max(0, first + second - size), min(first, second) + 1)
+    everything = np.sum(scipy_stats.hypergeom.pmf(shared, size, first, second) * shared / (first + second - shared))
+    assert expected_jaccard(size, first, second) == pytest.approx(everything, rel=1e-12)
