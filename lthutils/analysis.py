@@ -182,11 +182,6 @@ def caveats(frame: pd.DataFrame, unconverged: list[str]) -> str:
 # --- mask overlap ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def _ticket(tickets: str, seed: int, round_index: int) -> Ticket:
-    return Ticket.load(Path(tickets) / f"seed{seed}" / f"round{round_index}.pt")
-
-
 def _overlap_rows(
     pair: str, setting: str, seed: int, round_index: int, pct: float, first: Mask, second: Mask
 ) -> pd.DataFrame:
@@ -208,6 +203,9 @@ def overlaps(frame: pd.DataFrame, cross: Callable[[pd.DataFrame], Iterator[tuple
     if "tickets" not in frame or frame["tickets"].isna().all():
         return pd.DataFrame()
     searches = _searches(frame)
+    _ticket = functools.cache(
+        lambda tickets, seed, round_index: Ticket.load(Path(tickets) / f"seed{seed}" / f"round{round_index}.pt")
+    )
     parts = []
     for row in searches.itertuples():
         ticket = _ticket(row.tickets, row.seed, row.round)

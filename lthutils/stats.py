@@ -108,15 +108,23 @@ def verdicts(
 
 def expected_jaccard(size: int, first: int, second: int) -> float:
     """E[|A & B| / |A | B|] for independent uniformly random subsets of sizes `first` and
-    `second` of `size` elements (their intersection is hypergeometric)."""
+    `second` of `size` elements: their intersection S is hypergeometric, and E[J] = E[S / (first +
+    second - S)] sums over its values. By Hoeffding's inequality S lies more than `reach` from its
+    mean with probability below 2e-52, so the sum runs within reach, with the probabilities built
+    from their successive ratios (scipy's hypergeom.pmf is the oracle in the tests)."""
     if first == 0 and second == 0:
         return 1.0
-    # Hoeffding: the intersection lies more than `reach` from its mean with probability < 2e-52;
-    # summing only within reach keeps a layer of 235,200 weights at milliseconds.
     mean, reach = first * second / size, math.ceil(math.sqrt(60 * min(first, second))) + 1
-    low, high = max(0, first + second - size, math.floor(mean) - reach), min(first, second, math.ceil(mean) + reach)
-    shared = np.arange(low, high + 1)
-    probabilities = scipy_stats.hypergeom.pmf(shared, size, first, second)
+    low = max(0, first + second - size, math.floor(mean) - reach)
+    high = min(first, second, math.ceil(mean) + reach)
+    shared = np.arange(low, high + 1, dtype=float)
+    before = shared[:-1]  # P(S = k + 1) / P(S = k) for k in before
+    log_ratio = np.log((first - before) * (second - before)) - np.log(
+        (before + 1) * (size - first - second + before + 1)
+    )
+    log_p = np.concatenate([[0.0], np.cumsum(log_ratio)])
+    probabilities = np.exp(log_p - log_p.max())
+    probabilities /= probabilities.sum()
     return float(np.sum(probabilities * shared / (first + second - shared)))
 
 
