@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from lthutils import plots, stats
 from lthutils.lottery import Ticket
@@ -155,9 +156,26 @@ def verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def caveats(frame: pd.DataFrame, unconverged: list[str]) -> str:
+def power_note(verdicts: pd.DataFrame, delta: float = DELTA, alpha: float = ALPHA) -> str:
+    """How large a difference the rule can call, per comparison: the one-sided t the first Holm
+    step needs with the comparison's seeds and cells."""
+    parts = []
+    for name, table in verdicts[verdicts["verdict"] != "unconverged"].groupby("comparison", sort=False):
+        n, cells = int(table["n"].min()), len(table)
+        if n >= 2:
+            needed = scipy_stats.t.ppf(1 - alpha / cells, n - 1)
+            parts.append(f"{name} {needed:.1f} ({n} seeds, {cells} cells)")
+    if not parts:
+        return ""
+    return (
+        f"Power: a cell is called better only when (mean - {delta}) / standard error exceeds, at the first Holm "
+        "step, " + "; ".join(parts) + ". More seeds or fewer cells make smaller differences decidable."
+    )
+
+
+def caveats(frame: pd.DataFrame, unconverged: list[str], verdicts: pd.DataFrame | None = None) -> str:
     """What limits the evidence: unconverged dense networks, pruned runs still improving at
-    their end, diverged runs, and the seeds."""
+    their end, diverged runs, the rule's power, and the seeds."""
     lines = []
     if unconverged:
         lines.append(
@@ -175,6 +193,8 @@ def caveats(frame: pd.DataFrame, unconverged: list[str]) -> str:
     diverged = frame[frame["diverged"].eq(True)]
     if len(diverged):
         lines.append(f"{len(diverged)} training runs diverged; their pairs are dropped, both sides.")
+    if verdicts is not None and power_note(verdicts):
+        lines.append(power_note(verdicts))
     lines.append(f"Seeds: {', '.join(map(str, sorted(frame['seed'].unique())))}.")
     return "\n".join(f"- {line}" for line in lines)
 
@@ -276,16 +296,22 @@ class Evidence:
 
 
 def _evidence(
-    frame: pd.DataFrame, comparisons: list[Comparison], overlap: pd.DataFrame | None, extra: list[str]
+    frame: pd.DataFrame,
+    comparisons: list[Comparison],
+    overlap: pd.DataFrame | None,
+    extra: list[str],
+    extra_caveats: list[str] = (),
 ) -> Evidence:
-    """Judge the comparisons; `overlap` None: not a question of this kind (Q1)."""
+    """Judge the comparisons of the frame's rows (whose dense runs say which settings converged);
+    `overlap` None: not a question of this kind (Q1)."""
     unconverged = unconverged_settings(frame)
     verdicts = judge(pair_up(comparisons), unconverged)
     sentences = verdict_sentences(verdicts) + extra
     if overlap is not None:
         sentences.append(overlap_sentence(overlap))
     overlap = pd.DataFrame() if overlap is None else overlap
-    return Evidence(verdicts, overlap, "\n".join(sentences), caveats(frame, unconverged))
+    notes = caveats(frame, unconverged, verdicts) + "".join(f"\n- {line}" for line in extra_caveats)
+    return Evidence(verdicts, overlap, "\n".join(sentences), notes)
 
 
 def with_settings_q1(frame: pd.DataFrame) -> pd.DataFrame:
@@ -366,8 +392,20 @@ def evidence_q4(frame: pd.DataFrame) -> Evidence:
             if not full_run.empty and run.run_id != full_run.iloc[0]:
                 yield "few-sample vs all-sample ticket (same seed)", run.setting, run.run_id, full_run.iloc[0]
 
+    searches = frame[~frame["transfer"] & (frame["num_train"] < whole)]
+    still = searches[~searches["converged"].eq(True)]
+    notes = [
+        f"The searches on subsets stop at their last evaluation in {len(still)} of {len(searches)} training runs "
+        f"(equal epochs: {int(still['setting'].str.endswith('epochs').sum())}): their tickets come from early "
+        "training, by design for equal epochs. Verdicts rest on the whole-set trainings, whose convergence "
+        "the rule checks.",
+        "Seconds are wall time shared equally among the models trained together in one stack (the whole-set search "
+        "trains a ticket and three baselines together, a subset search one ticket alone): compare pipelines by "
+        "sample-epochs and FLOPs.",
+    ]
     costs = pipeline_costs(frame)
-    return _evidence(frame, comparisons, overlaps(frame[frame["kind"] == "ticket"], cross), cost_sentences(costs))
+    overlap = overlaps(frame[frame["kind"] == "ticket"], cross)
+    return _evidence(trained, comparisons, overlap, cost_sentences(costs), notes)
 
 
 def pipeline_costs(frame: pd.DataFrame) -> pd.DataFrame:
