@@ -1,5 +1,6 @@
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from lthutils import analysis, study
 from lthutils.config import ConfigError
@@ -105,6 +106,8 @@ def test_q1_conclusion_is_the_count_of_the_rules_verdicts():
     assert (
         "Dense network did not converge (least validation loss at the last evaluation) for: early." in evidence.caveats
     )
+    needed = scipy_stats.t.ppf(1 - 0.05 / 6, 4)  # the first Holm step over the 6 judged cells, 5 seeds
+    assert f"ticket vs reinit {needed:.1f} (5 seeds, 6 cells)" in evidence.caveats
     markdown = evidence.markdown()
     assert markdown.index("**Decision rule**") < markdown.index("**ticket vs reinit**") < markdown.index("**Caveats**")
 
