@@ -232,7 +232,7 @@ def overlaps(frame: pd.DataFrame, cross: Callable[[pd.DataFrame], Iterator[tuple
         init = magnitude_mask(ticket.mask, ticket.weights)
         parts.append(
             _overlap_rows(
-                "ticket vs magnitude at init",
+                f"ticket of {row.setting} vs magnitude at init",
                 row.setting,
                 row.seed,
                 row.round,

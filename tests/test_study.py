@@ -217,7 +217,9 @@ def test_q4_trains_the_baselines_at_the_tickets_sparsities_and_costs_the_whole_p
     assert set(evidence.verdicts["n"]) == {2}
     overall = evidence.overlap[evidence.overlap["layer"] == "overall"]
     assert set(overall["pair"]) == {
-        "ticket vs magnitude at init",
+        "ticket of all 3,600 vs magnitude at init",
+        "ticket of 100, equal steps vs magnitude at init",
+        "ticket of 100, equal epochs vs magnitude at init",
         "across seeds",
         "few-sample vs all-sample ticket (same seed)",
     }
