@@ -41,7 +41,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune-scope", help="layerwise or global")
     parser.add_argument("--reset", help="init or rewind")
     parser.add_argument("--rewind-iteration", type=int, help="step to rewind to with --reset rewind")
-    parser.add_argument("--controls", help="comma-separated: reinit, random_mask (empty for none)")
+    parser.add_argument("--controls", help="comma-separated: reinit, random_mask, magnitude_init (empty for none)")
     parser.add_argument("--seeds", type=int, help="number of seeds: 0 .. N-1")
     parser.add_argument("--num-train", type=int, help="class-stratified training subset size")
     parser.add_argument("--val-size", type=int, help="validation examples carved from the training pool")

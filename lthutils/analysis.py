@@ -106,7 +106,7 @@ def judge(
         skipped = stats.verdicts(group[group["setting"].isin(unconverged)], CELL, delta, alpha)
         tables.append(pd.concat([judged, skipped.assign(verdict="unconverged")]).assign(comparison=name))
     if not tables:
-        return pd.DataFrame(columns=["comparison", *CELL, "n", "mean", "low", "high", "verdict"])
+        return pd.DataFrame(columns=["comparison", *CELL, "n", "mean", "low", "high", "effect_size", "verdict"])
     table = pd.concat(tables, ignore_index=True).astype({"n": int})
     return table[["comparison", *[c for c in table.columns if c != "comparison"]]]
 
