@@ -122,14 +122,23 @@ def unit_tasks(unit: Unit, setting: Setting, per_seed: bool) -> list[list[Stack]
     steps = total_iterations(config, setting.num_train)
     pool = len(setting.dataset.train_labels)
     val_size = default_val_size(pool) if config.val_size is None else config.val_size
-    examples = examples_in(steps, setting.num_train, config.batch_size)
-    eval_examples = evaluations(steps, config.eval_every) * val_size + 2 * len(setting.dataset.test_labels)
+
+    def stack(count: int, first_step: int) -> Stack:
+        """`count` trainings of steps first_step+1..steps (a rewound search's pruned rounds start at k)."""
+        examples = examples_in(steps, setting.num_train, config.batch_size)
+        examples -= examples_in(first_step, setting.num_train, config.batch_size)
+        validations = evaluations(steps, config.eval_every) - (
+            first_step // config.eval_every if config.eval_every else 0
+        )
+        eval_examples = validations * val_size + 2 * len(setting.dataset.test_labels)
+        return Stack(config, count, steps - first_step, examples, eval_examples, flops, stacked)
+
     flops = forward_flops(setting.template, setting.dataset.input_shape)
     stacked = stackable(setting.template)
     size = MAX_STACKED_MODELS if stacked else 1
     tasks = []
     for seeds in [(seed,) for seed in config.seeds] if per_seed else [config.seeds]:
-        counts = []  # a search trains round by round; a transfer all its rounds at once
+        counts = []  # (trainings, first step) per stack: a search trains round by round, a transfer all at once
         groups = [[r] for r in range(config.rounds + 1)] if unit.source is None else [range(config.rounds + 1)]
         for group in groups:
             items = [
@@ -139,8 +148,12 @@ def unit_tasks(unit: Unit, setting: Setting, per_seed: bool) -> list[list[Stack]
                 for seed in seeds
                 if (seed, r, kind) not in done
             ]
-            counts += [len(items[i : i + size]) for i in range(0, len(items), size)]
-        tasks.append([Stack(config, count, steps, examples, eval_examples, flops, stacked) for count in counts])
+            rewound = unit.source is None and config.reset == "rewind" and group[0] > 0
+            counts += [
+                (len(items[i : i + size]), config.rewind_iteration if rewound else 0)
+                for i in range(0, len(items), size)
+            ]
+        tasks.append([stack(count, first_step) for count, first_step in counts])
     return tasks
 
 

@@ -97,6 +97,7 @@ GRIDS: dict[str, Grid] = {
         {**QUICK_BUDGET, **ADAM},
         [
             fc(1, 50),
+            fc(1, 100),
             fc(2, 100),
             fc(2, 300),
             {"model": "lenet300"},

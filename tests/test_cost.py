@@ -82,3 +82,29 @@ def test_examples_and_evaluations_of_a_run():
     assert cost.evaluations(150, 10) == 15
     assert cost.evaluations(155, 10) == 16  # and one at the end
     assert cost.evaluations(5, 0) == 1
+
+
+def test_the_preview_counts_a_rewound_search_from_its_rewind_step(tmp_path, cache):
+    config = ExperimentConfig(
+        name="rewind",
+        dataset="digits5k",
+        model="fc",
+        n_layers=1,
+        n_neurons=20,
+        num_train=130,
+        iterations=20,
+        eval_every=6,
+        rounds=2,
+        reset="rewind",
+        rewind_iteration=7,
+        controls=("reinit",),
+        seeds=(0,),
+        exp_root=str(tmp_path / "exp_result"),
+        model_root=str(tmp_path / "model_save"),
+        quiet=True,
+    )
+    units = [study.Unit(config)]
+    before = cost.plan_cost(units, "none")
+    rows = study.run(units)
+    assert sorted(rows["train_iterations"]) == [13, 13, 13, 13, 20]  # pruned rounds: steps 8-20
+    assert before.steps == rows["train_iterations"].sum() and before.examples == rows["train_examples"].sum()
