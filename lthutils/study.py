@@ -278,16 +278,12 @@ def plan_q3(
     units = _transfer_plan("q3", "optimizer", optimizers, fixed, **common)  # checks the optimizers
     if not isinstance(lrs, dict) or set(lrs) != set(optimizers):
         raise ConfigError("lrs", lrs, "a learning rate for each optimizer: " + ", ".join(map(str, optimizers)))
+
+    def at_its_rate(config: ExperimentConfig | None) -> ExperimentConfig | None:
+        return None if config is None else dataclasses.replace(config, lr=lrs[config.optimizer])
+
     # each optimizer trains at its own rate, wherever its tickets came from
-    return [
-        Unit(dataclasses.replace(unit.config, lr=lrs[unit.config.optimizer]), unit.source)
-        if unit.source is None
-        else Unit(
-            dataclasses.replace(unit.config, lr=lrs[unit.config.optimizer]),
-            dataclasses.replace(unit.source, lr=lrs[unit.source.optimizer]),
-        )
-        for unit in units
-    ]
+    return [Unit(at_its_rate(unit.config), at_its_rate(unit.source)) for unit in units]
 
 
 Q4_CONTROLS = ("reinit", "random_mask", "magnitude_init")
