@@ -2,8 +2,9 @@
 
 `build_report(exp_root)` writes `<exp_root>/report/all_results.csv` (every row, tidy, with a
 `study` column naming the folder it came from), `<exp_root>/report/conclusions.md` (each plan's
-computed conclusion) and `<exp_root>/report/index.html`, whose figures (made by the same
-functions as the notebooks) land in `<exp_root>/figures/`.
+computed conclusion), `<exp_root>/report/verdicts.csv` (every cell's verdict) and
+`<exp_root>/report/index.html`, whose figures (made by the same functions as the notebooks) land
+in `<exp_root>/figures/`.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def build_report(exp_root: str | Path = "exp_result") -> Path:
     exp_root = Path(exp_root)
     frame = collect(exp_root)
     page_dir, figures_dir = exp_root / "report", exp_root / "figures"
-    sections, conclusions = [], []
+    sections, conclusions, verdicts = [], [], []
     for key, frames in study.plans(exp_root).items():
         question = study.QUESTIONS[key]
         for rows in frames:
@@ -104,6 +105,8 @@ def build_report(exp_root: str | Path = "exp_result") -> Path:
             figures = question.figures(rows, evidence, figures_dir)
             sections.append(_question_section(title, evidence, figures, note, page_dir))
             conclusions.append(f"### {title}\n\n{evidence.markdown()}{note}\n")
+            table = analysis.verdict_table(evidence.verdicts)
+            verdicts.append(table.assign(question=key, plan=analysis.plan_id(rows))[["question", "plan", *table]])
     for name, rows in frame[~frame["study"].isin(list(study.QUESTIONS))].groupby("study"):
         png = plots.save(plots.accuracy_vs_sparsity(rows, panel="model"), figures_dir, f"{name}_accuracy")
         tables = [
@@ -113,6 +116,8 @@ def build_report(exp_root: str | Path = "exp_result") -> Path:
         sections.append(_section(f"IMP runs: {name}", [png], "", page_dir) + "\n".join(tables))
     write_atomic(page_dir / "all_results.csv", frame.to_csv(index=False).encode())
     write_atomic(page_dir / "conclusions.md", "\n".join(conclusions).encode())
+    if verdicts:
+        write_atomic(page_dir / "verdicts.csv", pd.concat(verdicts).to_csv(index=False).encode())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Lottery-ticket study</title>"

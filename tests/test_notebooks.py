@@ -115,6 +115,9 @@ def test_report_collects_every_result(study_run):
         assert _markdown_to_html(evidence.conclusion.splitlines()[0]) in page and "<h3>Caveats</h3>" in page
     assert page.count("<img ") == sum(len(f) for f in FIGURES.values())
     assert (index.parent / "conclusions.md").read_text().count("### Q") == 4
+    verdicts = pd.read_csv(index.parent / "verdicts.csv")
+    assert sorted(verdicts["question"].unique()) == ["q1", "q2", "q3", "q4"]
+    assert set(verdicts["verdict"]) <= {"better", "equivalent", "worse", "inconclusive", "unconverged"}
     all_results = pd.read_csv(index.parent / "all_results.csv")
     assert len(all_results) == sum(ROWS.values())
     assert sorted(all_results["study"].unique()) == ["q1", "q2", "q3", "q4"]
