@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = commands.add_parser("summarize", help="mean and spread over seeds of a results.csv")
     summary.add_argument("results", type=Path, help="a run folder or its results.csv")
     data = commands.add_parser("data", help="fetch datasets and show where each comes from")
-    data.add_argument("names", nargs="*", default=["fashionmnist", "digits5k"])
+    data.add_argument("names", nargs="*", default=["fashionmnist", "digits5k", "mnist"])
     run_one = commands.add_parser("run", help="execute a question's notebook with papermill from a parameter file")
     run_one.add_argument("parameter_file", type=Path, help="e.g. params/quick/q1.yaml")
     run_folder = commands.add_parser("run-all", help="execute every parameter file of a folder")

