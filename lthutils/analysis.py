@@ -193,8 +193,9 @@ def caveats(frame: pd.DataFrame, unconverged: list[str], verdicts: pd.DataFrame 
     diverged = frame[frame["diverged"].eq(True)]
     if len(diverged):
         lines.append(f"{len(diverged)} training runs diverged; their pairs are dropped, both sides.")
-    if verdicts is not None and power_note(verdicts):
-        lines.append(power_note(verdicts))
+    power = "" if verdicts is None else power_note(verdicts)
+    if power:
+        lines.append(power)
     lines.append(f"Seeds: {', '.join(map(str, sorted(frame['seed'].unique())))}.")
     return "\n".join(f"- {line}" for line in lines)
 
@@ -535,9 +536,6 @@ def figures_transfer(
     paths = _common_figures(lines, evidence, figures_dir, _stem(frame, key), "found", "target")
     settled = with_settings_transfer(frame, axis)[["setting", f"source_{axis}", axis]].drop_duplicates()
     cells = evidence.verdicts[evidence.verdicts["comparison"] == "ticket vs reinit"].merge(settled, on="setting")
-    cells = cells.merge(
-        frame[["round", "weights_remaining_pct"]].drop_duplicates(), on=["round", "weights_remaining_pct"]
-    )
     last = int(cells["round"].max())
     chosen = cells[cells["round"].isin(heatmap_rounds or {max(1, last // 2), last})]
     paths.append(

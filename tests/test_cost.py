@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pandas as pd
@@ -84,24 +85,9 @@ def test_examples_and_evaluations_of_a_run():
     assert cost.evaluations(5, 0) == 1
 
 
-def test_the_preview_counts_a_rewound_search_from_its_rewind_step(tmp_path, cache):
-    config = ExperimentConfig(
-        name="rewind",
-        dataset="digits5k",
-        model="fc",
-        n_layers=1,
-        n_neurons=20,
-        num_train=130,
-        iterations=20,
-        eval_every=6,
-        rounds=2,
-        reset="rewind",
-        rewind_iteration=7,
-        controls=("reinit",),
-        seeds=(0,),
-        exp_root=str(tmp_path / "exp_result"),
-        model_root=str(tmp_path / "model_save"),
-        quiet=True,
+def test_the_preview_counts_a_rewound_search_from_its_rewind_step(tiny, cache):
+    config = dataclasses.replace(
+        tiny, iterations=20, eval_every=6, reset="rewind", rewind_iteration=7, controls=("reinit",), seeds=(0,)
     )
     units = [study.Unit(config)]
     before = cost.plan_cost(units, "none")
