@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DATASETS = ("mnist", "fashionmnist", "digits5k")
-MODELS = ("fc", "lenet300", "lenet5", "conv2", "conv4", "conv6")
+MODELS = ("fc", "lenet300", "lenet5", "lenet5_tanh", "conv2", "conv4", "conv6")
 OPTIMIZERS = ("sgd", "adam")
-RESETS = ("init", "rewind")
+RESETS = ("init", "rewind", "reinit")
+LR_SCHEDULES = ("constant", "one_cycle")
+BIAS_INITS = ("zeros", "normal")
+LOSS_REDUCTIONS = ("mean", "sum")
 CONTROLS = ("reinit", "random_mask", "magnitude_init")
 KINDS = ("ticket", *CONTROLS)  # the kinds of training run a results row can hold
 PRUNE_SCOPES = ("layerwise", "global")
@@ -54,6 +57,7 @@ MODEL_DEFAULTS = {
     "fc": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
     "lenet300": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
     "lenet5": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
+    "lenet5_tanh": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
     "conv2": ModelDefaults("adam", 2e-4, 60, 0.2, 0.1),
     "conv4": ModelDefaults("adam", 3e-4, 60, 0.2, 0.1),
     "conv6": ModelDefaults("adam", 3e-4, 60, 0.2, 0.15),
@@ -73,6 +77,15 @@ NON_IDENTITY_FIELDS = (
     "model_root",
 )
 
+# Options added after runs existed: left out of a run's identity at their defaults, so that the
+# run ids of configs that do not use them stay what they were.
+LATER_FIELD_DEFAULTS = {
+    "lr_schedule": "constant",
+    "warmup_iterations": 0,
+    "bias_init": "zeros",
+    "loss_reduction": "mean",
+}
+
 
 def _help(text: str, default: Any) -> Any:
     return field(default=default, metadata={"help": text})
@@ -90,6 +103,16 @@ class ExperimentConfig:
     optimizer: str | None = _help("sgd or adam; None takes the model's default", None)
     lr: float | None = _help("learning rate; None takes the model's default", None)
     momentum: float = _help("SGD momentum (ignored by Adam)", 0.9)
+    lr_schedule: str = _help(
+        "constant, or one_cycle: torch's OneCycleLR over each training run (peak lr; it also cycles SGD's "
+        "momentum, or Adam's beta1, between 0.85 and 0.95)",
+        "constant",
+    )
+    warmup_iterations: int = _help("steps of linear learning-rate warmup from 0 (lr_schedule='constant')", 0)
+    loss_reduction: str = _help(
+        "mean (the batch's mean loss), or sum (its summed loss: steps batch_size times larger, as the original study)",
+        "mean",
+    )
     batch_size: int | None = _help("examples per step; None takes the model's default", None)
     epochs: int | None = _help("training epochs per round (unless iterations is set)", 3)
     iterations: int | None = _help("training steps per round; overrides epochs when set", None)
@@ -99,11 +122,16 @@ class ExperimentConfig:
     prune_rate_output: float | None = _help("the same for the output layer; None is half of prune_rate", None)
     prune_scope: str = _help("layerwise (each layer its own rate) or global (one threshold)", "layerwise")
     prune_biases: bool = _help("prune biases with their layer's rate too", False)
-    reset: str = _help("init (back to theta_0) or rewind (to the weights at rewind_iteration)", "init")
+    reset: str = _help(
+        "init (back to theta_0), rewind (to the weights at rewind_iteration), or reinit (fresh random weights "
+        "each round: the original study's reinit=True trajectory, whose masks come from reinitialized networks)",
+        "init",
+    )
     rewind_iteration: int = _help("training step whose weights reset='rewind' goes back to", 0)
     controls: tuple[str, ...] = _help(
         "controls trained at each pruned round: reinit, random_mask, magnitude_init", ("reinit",)
     )
+    bias_init: str = _help("zeros (Frankle & Carbin), or normal: N(0, 1) biases, as the original study", "zeros")
     seeds: tuple[int, ...] = _help("one IMP run per seed", (0,))
     num_train: int | None = _help("class-stratified training subset size; None uses the whole pool", None)
     val_size: int | None = _help(
@@ -160,6 +188,9 @@ class ExperimentConfig:
         values = self.resolved().to_dict()
         for key in NON_IDENTITY_FIELDS:
             values.pop(key)
+        for key, default in LATER_FIELD_DEFAULTS.items():
+            if values[key] == default:
+                values.pop(key)
         if self.model != "fc":
             values.pop("n_layers")
             values.pop("n_neurons")
@@ -224,6 +255,9 @@ def validate(config: ExperimentConfig) -> None:
     _check_choice("optimizer", config.optimizer, OPTIMIZERS, optional=True)
     _check_choice("prune_scope", config.prune_scope, PRUNE_SCOPES)
     _check_choice("reset", config.reset, RESETS)
+    _check_choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
+    _check_choice("bias_init", config.bias_init, BIAS_INITS)
+    _check_choice("loss_reduction", config.loss_reduction, LOSS_REDUCTIONS)
     _check_choice("device", config.device, DEVICES)
     _check_choice("precision", config.precision, PRECISIONS)
     for name in ("n_layers", "n_neurons", "rounds"):
@@ -242,7 +276,7 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError("momentum", config.momentum, "a number in [0, 1)")
     for name in ("prune_biases", "quiet"):
         _check_type(name, getattr(config, name), bool)
-    for name in ("eval_every", "rewind_iteration"):
+    for name in ("eval_every", "rewind_iteration", "warmup_iterations"):
         _check_type(name, getattr(config, name), int)
         if getattr(config, name) < 0:
             raise ConfigError(name, getattr(config, name), "a non-negative integer")
@@ -250,6 +284,10 @@ def validate(config: ExperimentConfig) -> None:
         for name in ("prune_rate_conv", "prune_rate_output"):
             if getattr(config, name) is not None:
                 raise ConfigError(name, getattr(config, name), "null with prune_scope='global' (one rate: prune_rate)")
+    if config.warmup_iterations and config.lr_schedule != "constant":
+        raise ConfigError(
+            "warmup_iterations", config.warmup_iterations, "0 with lr_schedule='one_cycle' (it has its own warmup)"
+        )
     if config.reset == "rewind" and config.rewind_iteration < 1:
         raise ConfigError("rewind_iteration", config.rewind_iteration, "a positive step when reset='rewind'")
     if not isinstance(config.controls, tuple) or any(c not in CONTROLS for c in config.controls):

@@ -107,9 +107,11 @@ def examples_in(steps: int, num_train: int, batch_size: int) -> int:
 
 
 def evaluations(steps: int, eval_every: int) -> int:
-    """Validation evaluations of a run: every eval_every steps, and at the end."""
-    periodic = steps // eval_every if eval_every else 0
-    return periodic + (0 if eval_every and steps % eval_every == 0 else 1)
+    """Validation evaluations of a run: before training and every eval_every steps (when
+    eval_every is set), and at the end."""
+    if not eval_every:
+        return 1
+    return 1 + steps // eval_every + (0 if steps % eval_every == 0 else 1)
 
 
 def unit_tasks(unit: Unit, setting: Setting, per_seed: bool) -> list[list[Stack]]:

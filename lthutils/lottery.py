@@ -1,8 +1,10 @@
 """Iterative magnitude pruning: the ticket trunk and the reinit / random-mask / magnitude-at-init branches.
 
 Round 0 trains the dense network from theta_0. After round r, the trained weights are pruned and
-the survivors reset to theta_0 (`reset='init'`) or to the weights after `rewind_iteration`
-steps of round 0 (`reset='rewind'`): that mask and those weights are the ticket of round r+1,
+the survivors reset to theta_0 (`reset='init'`), to the weights after `rewind_iteration` steps of
+round 0 (`reset='rewind'`), or to fresh random weights (`reset='reinit'`, the original study's
+reinit=True trajectory; not Frankle & Carbin's reinit control, whose mask comes from the
+ticket's trunk): that mask and those weights are the ticket of round r+1,
 saved before it is trained, so a rerun resumes after the last finished round. Controls branch
 off each pruned round: `reinit` trains the same mask from a fresh random init, `random_mask` a
 random mask with the same per-layer counts from the ticket's weights. All kinds of one round
@@ -151,7 +153,8 @@ def result_row(
     config: ExperimentConfig, ticket: Ticket, kind: str, result: TrainResult, splits: Splits, template: nn.Module
 ) -> dict[str, Any]:
     """One tidy results.csv row (run_id is added by the store). Its cost in dense FLOPs counts a
-    training example as three passes through the dense `template` (forward, and backward's two)."""
+    training example as three passes through the dense `template` (forward, and backward's two);
+    its curve is JSON [[step, validation loss, validation accuracy], ...] from before training."""
     num_train = len(splits.train_labels)
     flops = forward_flops(template, tuple(splits.train_images.shape[1:]))
     return {
@@ -177,6 +180,7 @@ def result_row(
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
         "diverged": result.diverged,
+        "curve": json.dumps([[step, float(f"{loss:.6g}"), float(f"{acc:.6g}")] for step, loss, acc in result.curve]),
     }
 
 
@@ -251,6 +255,8 @@ def run_imp(
         ):
             if kind == "ticket" and has_next and not store.ticket_path(ticket.seed, round_index + 1).exists():
                 reset_to = result.rewind_state if rewind_iteration else ticket.weights
+                if config.reset == "reinit":
+                    reset_to = fresh_weights(template, derive_seed(ticket.seed, round_index + 1, "reset"))
                 mask = next_mask(model.cpu(), ticket.mask, config)
                 Ticket(mask, reset_to, ticket.seed, round_index + 1).save(
                     store.ticket_path(ticket.seed, round_index + 1), store.run_id

@@ -1,8 +1,10 @@
-"""The networks of the study: fully connected nets, LeNet-300-100, LeNet-5 and Conv-2/4/6.
+"""The networks of the study: fully connected nets, LeNet-300-100, LeNet-5 (Frankle & Carbin's and
+the original study's tanh variant) and Conv-2/4/6.
 
 Every model is an `nn.Sequential` of plain layers, so its prunable tensors are named like
 `3.weight`. Input shape and class count come from the dataset; weights get a seeded Gaussian
-Glorot initialization and biases zero, as in Frankle & Carbin (2019).
+Glorot initialization and biases zero, as in Frankle & Carbin (2019), or N(0, 1) biases with
+`bias_init='normal'`, as in the original study.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def build_model(config: ExperimentConfig, input_shape: tuple[int, ...], num_clas
         layers = _fully_connected(in_features, [config.n_neurons] * config.n_layers, num_classes)
     elif config.model == "lenet300":
         layers = _fully_connected(in_features, [300, 100], num_classes)
+    elif config.model == "lenet5_tanh":
+        layers = _tanh_lenet5(input_shape, num_classes)
     else:
         if config.model == "lenet5":
             features = [
@@ -64,18 +68,43 @@ def build_model(config: ExperimentConfig, input_shape: tuple[int, ...], num_clas
             hidden = [256, 256]
         layers = features + _fully_connected(_flat_size(features, input_shape), hidden, num_classes)
     model = nn.Sequential(*layers)
+    model.bias_init = config.bias_init  # every later initialize() of this model, or of a copy, draws biases so
     initialize(model, seed)
     return model
 
 
+def _tanh_lenet5(input_shape: tuple[int, ...], num_classes: int) -> list[nn.Module]:
+    """The original study's LeNet-5: three 4x4 convolutions (6, 16, 120 channels) with tanh, the first
+    two followed by 2x2 average pooling, then 120 -> 84 (tanh) -> classes; 43,272 weights on 28x28."""
+    return [
+        nn.Conv2d(input_shape[0], 6, 4),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 4),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(16, 120, 4),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(120, 84),
+        nn.Tanh(),
+        nn.Linear(84, num_classes),
+    ]
+
+
 def initialize(model: nn.Module, seed: int) -> None:
-    """Gaussian Glorot weights and zero biases, drawn from `seed` alone (in place)."""
+    """Gaussian Glorot weights and zero biases (N(0, 1) biases for a model built with
+    bias_init='normal'), drawn from `seed` alone (in place)."""
     generator = torch.Generator().manual_seed(seed)
+    normal_biases = getattr(model, "bias_init", "zeros") == "normal"
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             with torch.no_grad():
                 nn.init.xavier_normal_(module.weight, generator=generator)
-                nn.init.zeros_(module.bias)
+                if normal_biases:
+                    nn.init.normal_(module.bias, generator=generator)
+                else:
+                    nn.init.zeros_(module.bias)
 
 
 def layer_kinds(model: nn.Module) -> dict[str, str]:

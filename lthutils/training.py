@@ -13,16 +13,20 @@ every optimizer step, so SGD's momentum and Adam's moments stay exactly zero at 
 and their updates there are exactly zero (no weight decay is used). After training, every masked
 entry is checked for non-zero pruned weights, so a leak can never pass silently.
 
-Evaluation: the validation split every `eval_every` steps (its least loss picks the early-stopping
-step, whose weights are kept in memory), the test set twice at the end: on those kept weights
-(accuracy at early stop) and on the final ones. With `precision='bf16'` the matrix products of
-training and evaluation run in bfloat16; weights, optimizer state, masks and the loss stay float32.
+Evaluation: the validation split before training and every `eval_every` steps (the learning
+curve; the least loss after training started picks the early-stopping step, whose weights are kept
+in memory), the test set twice at the end: on those kept weights (accuracy at early stop) and on
+the final ones. The learning rate is constant, warmed up linearly, or follows torch's OneCycleLR
+(`lr_schedule`); the loss a step descends is its batch's mean or sum (`loss_reduction`). With
+`precision='bf16'` the matrix products of training and evaluation run in bfloat16; weights,
+optimizer state, masks and the loss stay float32.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -57,7 +61,8 @@ class TrainResult:
     nonzero_weights: int = 0
     nonzero_by_layer: dict[str, int] = field(default_factory=dict)
     diverged: bool = False  # a validation loss was NaN or infinite: the run's accuracies mean nothing
-    history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, validation loss)
+    history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, val loss) once training began
+    curve: list[tuple[int, float, float]] = field(default_factory=list)  # (iteration, val loss, val acc) from the start
     rewind_state: dict[str, torch.Tensor] | None = None
 
     @property
@@ -66,8 +71,10 @@ class TrainResult:
         its last evaluation (at its last step), so more training was not making it better."""
         return not self.diverged and bool(self.history) and 0 < self.early_stop_iter < self.history[-1][0]
 
-    def record(self, step: int, val_loss: float) -> bool:
-        """Log a validation loss; True when it is the least so far (the new early-stopping point)."""
+    def record(self, step: int, val_loss: float, val_acc: float) -> bool:
+        """Log an evaluation after training began; True when its loss is the least so far (the new
+        early-stopping point)."""
+        self.curve.append((step, val_loss, val_acc))
         self.history.append((step, val_loss))
         self.diverged = self.diverged or not math.isfinite(val_loss)
         self.val_loss = val_loss
@@ -264,6 +271,18 @@ def make_optimizer(params: list[torch.Tensor], config: ExperimentConfig) -> torc
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, fused=True)
 
 
+def make_schedule(
+    optimizer: torch.optim.Optimizer, config: ExperimentConfig, iterations: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The config's learning-rate schedule over a run of `iterations` steps (None: constant lr)."""
+    if config.lr_schedule == "one_cycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=iterations)
+    if config.warmup_iterations:
+        warmup = config.warmup_iterations
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    return None
+
+
 def _rows(tensors: list[torch.Tensor], start: int, stop: int) -> torch.Tensor:
     """Rows start:stop of each model's tensor, as [K, rows, ...]."""
     if all(tensor is tensors[0] for tensor in tensors):  # a broadcast view: no copy of shared data
@@ -306,8 +325,9 @@ def train_stack(
     the same number of training examples, on the stack's device. With `first_step` k, training
     runs steps k+1..T only (a rewound ticket), with the batches those steps have in that order.
 
-    The validation loss is measured every `config.eval_every` steps and at the end; the step of
-    least validation loss is the early-stopping iteration, and the test accuracy of the weights
+    The validation loss and accuracy are measured before training and every `config.eval_every`
+    steps (the curve), and at the end; the step of least validation loss after training began is
+    the early-stopping iteration, and the test accuracy of the weights
     at that step is measured once, at the end, beside the final one. With `rewind_iteration`,
     each model's weights after that many steps are returned as its `rewind_state`. Times are the
     stack's, shared equally among its models. Results are not yet `finish`ed (see train_models).
@@ -334,13 +354,18 @@ def train_stack(
     def validate(step: int) -> None:
         nonlocal eval_seconds
         started_eval = time.perf_counter()
-        losses, _ = evaluate(stack, [s.val_images for s in splits], [s.val_labels for s in splits])
-        for k, (result, loss) in enumerate(zip(results, losses)):
-            if result.record(step, loss):
+        losses, accuracies = evaluate(stack, [s.val_images for s in splits], [s.val_labels for s in splits])
+        for k, (result, loss, accuracy) in enumerate(zip(results, losses, accuracies)):
+            if step == first_step:  # the start of the learning curve: not a candidate for early stopping
+                result.curve.append((step, loss, accuracy))
+            elif result.record(step, loss, accuracy):
                 for kept, view in zip(best, stack.views):
                     kept[k].copy_(view[k])
         eval_seconds += time.perf_counter() - started_eval
 
+    schedule = make_schedule(optimizer, config, iterations)
+    if config.eval_every:
+        validate(first_step)
     started = time.perf_counter()
     step = 0
     label = description if count == 1 else f"{description} (x{count})"
@@ -349,6 +374,10 @@ def train_stack(
             orders = [torch.randperm(num_train, generator=g).to(device) for g in generators]
             for start in range(0, num_train, config.batch_size):
                 if step < first_step:  # a step before the rewind point: its batch is skipped, not trained
+                    if schedule is not None:
+                        with warnings.catch_warnings():  # stepped without optimizer.step(), on purpose
+                            warnings.simplefilter("ignore", UserWarning)
+                            schedule.step()
                     step += 1
                     continue
                 size = min(config.batch_size, num_train - start)
@@ -360,10 +389,12 @@ def train_stack(
                     logits.reshape(-1, logits.shape[-1]), batch_labels[:, :size].reshape(-1), reduction="sum"
                 )
                 optimizer.zero_grad(set_to_none=True)  # backward then writes, not adds, the gradients
-                (loss / size).backward()
+                (loss / size if config.loss_reduction == "mean" else loss).backward()
                 with torch.no_grad():
                     torch._foreach_mul_([leaf.grad for leaf in stack.masked_leaves], stack.leaf_masks)
                     optimizer.step()
+                if schedule is not None:
+                    schedule.step()
                 step += 1
                 for result in results:
                     result.examples += size

@@ -12,7 +12,8 @@ import yaml
 
 from lthutils import __main__ as cli
 from lthutils.config import ConfigError, ExperimentConfig
-from lthutils.experiments import expIntegration, find_tickets
+from lthutils.experiments import find_tickets
+from lthutils.legacy import expIntegration
 
 TINY = ["--dataset", "digits5k", "--model", "fc", "--n-layers", "1", "--n-neurons", "10", "--num-train", "100"]
 TINY += ["--val-size", "50", "--rounds", "1", "--iterations", "5", "--quiet"]

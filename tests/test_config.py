@@ -24,6 +24,9 @@ def test_run_id_is_stable_and_ignores_non_identity_fields():
     assert base.run_id() != base.run_id(source="x")
     assert base.run_id().startswith("lenet300-fashionmnist-adam-")
     assert ExperimentConfig(model="fc", n_layers=3, n_neurons=50).run_id().startswith("fc3x50-")
+    # options added later leave the ids of runs that do not use them unchanged (this id predates them)
+    assert base.run_id() == "lenet300-fashionmnist-adam-a6b947d7"
+    assert base.run_id() != ExperimentConfig(lr_schedule="one_cycle").run_id()
 
 
 @pytest.mark.parametrize(
@@ -32,7 +35,11 @@ def test_run_id_is_stable_and_ignores_non_identity_fields():
         ("dataset", "cifar10", "one of mnist, fashionmnist, digits5k"),
         ("model", "resnet", "one of fc, lenet300"),
         ("optimizer", "rmsprop", "one of sgd, adam"),
-        ("reset", "late", "one of init, rewind"),
+        ("reset", "late", "one of init, rewind, reinit"),
+        ("lr_schedule", "cosine", "one of constant, one_cycle"),
+        ("bias_init", "uniform", "one of zeros, normal"),
+        ("loss_reduction", "max", "one of mean, sum"),
+        ("warmup_iterations", -5, "a non-negative integer"),
         ("prune_scope", "local", "one of layerwise, global"),
         ("device", "tpu", "one of auto, cpu, cuda, mps"),
         ("prune_rate", 1.0, "strictly between 0 and 1"),
@@ -62,6 +69,14 @@ def test_bad_values_name_field_value_and_allowed(field, value, allowed):
     assert message.startswith(f"{field}={value!r} is not allowed")
     assert allowed in message
     assert "\n" not in message
+
+
+def test_warmup_only_with_a_constant_schedule():
+    assert ExperimentConfig(warmup_iterations=50).warmup_iterations == 50
+    with pytest.raises(
+        ConfigError, match="warmup_iterations=50 is not allowed: expected 0 with lr_schedule='one_cycle'"
+    ):
+        ExperimentConfig(warmup_iterations=50, lr_schedule="one_cycle")
 
 
 def test_rewind_needs_a_positive_iteration():

@@ -80,8 +80,8 @@ def test_forward_flops_of_known_models():
 def test_examples_and_evaluations_of_a_run():
     assert cost.examples_in(40, 130, 60) == 13 * 130 + 60  # epochs of 60, 60, 10
     assert cost.examples_in(3, 130, 60) == 130
-    assert cost.evaluations(150, 10) == 15
-    assert cost.evaluations(155, 10) == 16  # and one at the end
+    assert cost.evaluations(150, 10) == 16  # one before training
+    assert cost.evaluations(155, 10) == 17  # and one at the end
     assert cost.evaluations(5, 0) == 1
 
 

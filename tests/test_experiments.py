@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lthutils.config import ConfigError, ExperimentConfig
-from lthutils.experiments import _legacy_config, evalIntegration, evaluate_tickets, expIntegration, find_tickets
+from lthutils.experiments import evaluate_tickets, find_tickets
 
 
 def replace(config, **changes):
@@ -82,42 +82,6 @@ def test_bad_inputs_fail_before_anything_is_written(tiny, tmp_path):
         with pytest.raises(ConfigError):
             find_tickets(bad)
     assert not (tmp_path / "exp_result").exists() and not (tmp_path / "model_save").exists()
-
-
-def test_legacy_api_runs_unchanged(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    args = dict(
-        n_classes=10,
-        n_epochs_train=1,
-        n_epochs_iterative_prune=1,
-        num_train=200,
-        random_seed=0,
-        reinit=True,
-        batch_size=20,
-        model_type="fc",
-        dataset_type="fashionmnist",
-        n_layers=1,
-        n_neurons=50,
-        lr=0.01,
-        pr=20,
-        momentum=0.9,
-        device="cpu",
-    )
-    tickets = expIntegration(**args)
-    assert tickets.startswith("model_save/fc1x50-fashionmnist-sgd-")
-    source = json.loads((tmp_path / tickets / "source.json").read_text())["config"]
-    assert (source["prune_rate"], source["prune_rate_output"], source["rounds"], source["epochs"]) == (0.2, 0.2, 1, 1)
-    frame = evalIntegration(**{**args, "num_train": 500, "reinit": False}, tickets_path=tickets)
-    assert list(zip(frame["round"], frame["kind"])) == [(0, "ticket"), (1, "ticket")]
-    assert set(frame["num_train"]) == {500} and set(frame["source_num_train"]) == {200}
-    assert (frame["test_acc"] > 0.5).all()
-    assert _legacy_config(**{**args, "num_train": 60000}, optimizer="sgd", name="x").num_train is None  # all
-    with pytest.raises(ConfigError, match="pr=120"):
-        expIntegration(**{**args, "pr": 120})
-    with pytest.raises(ConfigError, match="model_type='vgg'"):
-        expIntegration(**{**args, "model_type": "vgg"})
-    with pytest.raises(ConfigError, match="n_classes=100"):
-        expIntegration(**{**args, "n_classes": 100})
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from lthutils.training import (
     check_mask_holds,
     evaluate,
     make_optimizer,
+    make_schedule,
     make_stack,
     resolve_device,
     stackable,
@@ -69,6 +70,9 @@ def test_pruned_weights_stay_zero_and_get_no_optimizer_state(fashion_splits, opt
             assert torch.count_nonzero(state[buffer][leaf_mask == 0]) == 0, buffer
             assert torch.count_nonzero(state[buffer][leaf_mask == 1]) > 0.5 * leaf_mask.sum(), buffer  # survivors
     assert result.iterations == 120 and [h[0] for h in result.history] == [40, 80, 120]
+    assert [point[0] for point in result.curve] == [0, 40, 80, 120]  # the curve starts before training
+    assert [point[1] for point in result.curve[1:]] == [loss for _, loss in result.history]
+    assert result.curve[0][2] < 0.3 < 0.5 < result.curve[-1][2]  # validation accuracy: near chance, then learned
     assert result.test_acc > 0.5  # real data, chance is 0.1
 
 
@@ -248,10 +252,14 @@ def test_converged_flags_an_early_stop_and_a_run_still_improving(fashion_splits)
     assert not train(model, Mask.ones(model), fashion_splits, once, data_seed=0).converged
 
 
-def test_training_from_the_rewind_step_replays_the_rest_of_the_run(fashion_splits):
+@pytest.mark.parametrize("warmup", [0, 12])
+def test_training_from_the_rewind_step_replays_the_rest_of_the_run(fashion_splits, warmup):
     """With a stateless optimizer (SGD without momentum), training the rewind state for steps
-    k+1..T (first_step=k) lands bitwise where the uninterrupted T-step run lands."""
-    config = ExperimentConfig(optimizer="sgd", momentum=0.0, lr=0.05, iterations=25, eval_every=5, quiet=True)
+    k+1..T (first_step=k) lands bitwise where the uninterrupted T-step run lands, the learning
+    rate schedule included."""
+    config = ExperimentConfig(
+        optimizer="sgd", momentum=0.0, lr=0.05, iterations=25, eval_every=5, warmup_iterations=warmup, quiet=True
+    )
     config = config.resolved()
     whole = build_model(config, (1, 28, 28), 10, seed=0)
     full = train(whole, Mask.ones(whole), fashion_splits, config, data_seed=3, rewind_iteration=7)
@@ -262,3 +270,45 @@ def test_training_from_the_rewind_step_replays_the_rest_of_the_run(fashion_split
     assert [step for step, _ in resumed.history] == [10, 15, 20, 25]
     for name, weight in whole.state_dict().items():
         assert torch.equal(weight, rest.state_dict()[name]), name
+
+
+def test_learning_rate_schedules():
+    """one_cycle is torch's OneCycleLR over the run (peak lr at 30%, momentum cycled the other way);
+    warmup rises linearly to lr over its steps, then holds."""
+    weight = torch.zeros(3, requires_grad=True)
+
+    def trace(**options):
+        config = ExperimentConfig(optimizer="sgd", lr=0.1, iterations=100, **options).resolved()
+        optimizer = make_optimizer([weight], config)
+        schedule = make_schedule(optimizer, config, 100)
+        lrs, momenta = [], []
+        for _ in range(100):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            momenta.append(optimizer.param_groups[0]["momentum"])
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+        return lrs, momenta
+
+    lrs, momenta = trace(lr_schedule="one_cycle")
+    assert lrs[0] == pytest.approx(0.1 / 25) and max(lrs) == pytest.approx(0.1) and lrs.index(max(lrs)) == 29
+    assert lrs[-1] < 1e-5 and min(momenta) == pytest.approx(0.85) and momenta.index(min(momenta)) == 29
+    lrs, momenta = trace(warmup_iterations=10)
+    assert lrs[:10] == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)]) and set(lrs[10:]) == {0.1}
+    assert set(momenta) == {0.9}
+    assert trace() == ([0.1] * 100, [0.9] * 100)
+
+
+def test_summed_loss_is_the_mean_loss_with_a_batch_times_larger_rate(fashion_splits):
+    """SGD on the batch's summed loss steps exactly as on its mean loss at batch_size times the rate
+    (500 examples in full batches of 50; up to float rounding)."""
+    common = dict(model="fc", n_layers=1, n_neurons=20, optimizer="sgd", batch_size=50, iterations=30, quiet=True)
+    summed = ExperimentConfig(**common, lr=0.002, loss_reduction="sum").resolved()
+    mean = ExperimentConfig(**common, lr=0.1).resolved()
+    models = [build_model(config, (1, 28, 28), 10, seed=0) for config in (summed, mean)]
+    results = [
+        train(model, Mask.ones(model), fashion_splits, config, 0) for model, config in zip(models, (summed, mean))
+    ]
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert results[0].test_acc == pytest.approx(results[1].test_acc, abs=0.002) and results[0].test_acc > 0.5
