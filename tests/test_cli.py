@@ -1,10 +1,13 @@
+import argparse
+import dataclasses
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from lthutils.__main__ import main
+from lthutils.__main__ import FLAG_FIELDS, _config_arguments, main
+from lthutils.config import ExperimentConfig
 
 
 def run_cli(*args, cwd):
@@ -90,3 +93,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert result.stderr.startswith(message), result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "exp_result").exists() and not (tmp_path / "model_save").exists()
+
+
+def test_every_config_field_has_its_flag():
+    """One name per knob: each config field but these four (set in a config file) is a flag."""
+    parser = argparse.ArgumentParser()
+    _config_arguments(parser)
+    flags = {FLAG_FIELDS.get(action.dest, action.dest) for action in parser._actions}
+    fields = {field.name for field in dataclasses.fields(ExperimentConfig)}
+    assert fields - flags == {"prune_biases", "data_root", "exp_root", "model_root"}
