@@ -13,8 +13,8 @@ kit's verdict (margin 0.5 points, Holm across the table's cells: lthutils.stats.
     python scripts/original_q4.py --seeds 42 43 44 45 46      # does its answer survive five seeds?
     python scripts/original_q4.py --seeds 42 --sizes 60000 --models 1x10 1x100 2x10 2x100  # its size table
 
-The differences land in exp_result/original_q4.csv (one row per model, size and seed; a rerun adds
-to it and repeats no finished work: the runs resume from their rows).
+The differences land in exp_result/original_q4.csv (--table; one row per model, size and seed; a
+rerun adds to it and repeats no finished work: the runs resume from their rows).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ STUDY = {
     ("1x100", 60000): 0.0086,
     ("2x100", 60000): 0.0088,
 }
-TABLE = Path("exp_result/original_q4.csv")
 
 
 def last_level_accuracy(args: tuple) -> float:
@@ -67,9 +66,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000, 60000])
     parser.add_argument("--models", nargs="+", default=["2x10"], help="fc shapes, n_layers x n_neurons")
+    parser.add_argument("--table", type=Path, default=Path("exp_result/original_q4.csv"), help="where rows go")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    done = pd.read_csv(TABLE) if TABLE.exists() else pd.DataFrame(columns=["model", "num_train", "seed", "difference"])
+    done = pd.DataFrame(columns=["model", "num_train", "seed", "difference"])
+    if args.table.exists():
+        done = pd.read_csv(args.table)
     for model in args.models:
         for num_train in args.sizes:
             for seed in args.seeds:
@@ -82,7 +84,7 @@ def main() -> None:
                     "difference": run(model, num_train, seed, device),
                 }
                 done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
-                done.to_csv(TABLE, index=False)
+                done.to_csv(args.table, index=False)
     chosen = done[done["model"].isin(args.models) & done["num_train"].isin(args.sizes) & done["seed"].isin(args.seeds)]
     table = verdicts(chosen, ["model", "num_train"])
     table["study"] = [100 * STUDY.get((m, n), float("nan")) for m, n in zip(table["model"], table["num_train"])]
