@@ -71,25 +71,10 @@ def device_name(device: torch.device | str) -> str:
     return name
 
 
-def study_config(
-    n_classes: int,
-    n_epochs_train: int,
-    n_epochs_iterative_prune: int,
-    num_train: int,
-    random_seed: int,
-    reinit: bool,
-    batch_size: int,
-    model_type: str,
-    dataset_type: str,
-    n_layers: int,
-    n_neurons: int,
-    lr: float,
-    pr: float,
-    momentum: float,
-    device: torch.device | str,
-    name: str,
-) -> ExperimentConfig:
-    """The engine config of the study's 15 arguments (checked here, before any work)."""
+def study_config(args: tuple, name: str) -> ExperimentConfig:
+    """The engine config of the study's 15 arguments, in its order (checked here, before any work)."""
+    (n_classes, n_epochs_train, n_epochs_iterative_prune, num_train, random_seed, reinit, batch_size) = args[:7]
+    (model_type, dataset_type, n_layers, n_neurons, lr, pr, momentum, device) = args[7:]
     if model_type not in MODEL_TYPES:
         raise ConfigError("model_type", model_type, "'fc' or 'lenet'")
     if dataset_type not in DATASET_TYPES:
@@ -189,7 +174,7 @@ def expIntegration(  # noqa: N802 (the original study's name and signature)
     last)}}, beside the rows in exp_result/expIntegration/<run id>/results.csv.
     """
     args = tuple(locals().values())
-    config = study_config(*args, name="expIntegration")
+    config = study_config(args, "expIntegration")
     tickets = find_tickets(config, study_splits)
     curves = _curves(Path(config.exp_root) / config.name / config.run_id(), random_seed)
     dataset = load_dataset(config.dataset, config.data_root)
@@ -236,7 +221,7 @@ def evalIntegration(  # noqa: N802 (the original study's name and signature)
         raise ConfigError("tickets_path", tickets_path, "the list of ticket files expIntegration returned")
     rounds = [int(path.stem.removeprefix("round")) for path in paths]
     whole_set = (*args[:3], 60_000, *args[4:])
-    config = study_config(*whole_set, name="evalIntegration")
+    config = study_config(whole_set, "evalIntegration")
     results_dir = evaluate_tickets(folders.pop(), config, study_splits, rounds)
     curves = _curves(results_dir, random_seed)
     trained = {index: {"ticket_path": str(path), **curves[r]} for index, (path, r) in enumerate(zip(paths, rounds))}

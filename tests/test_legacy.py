@@ -94,7 +94,7 @@ def test_reinit_is_its_own_trajectory(study):
 
 
 def test_the_study_recipe():
-    config = study_config(*ARGS, name="x").resolved()
+    config = study_config(ARGS, "x").resolved()
     assert (config.optimizer, config.lr, config.momentum, config.lr_schedule, config.loss_reduction) == (
         "sgd",
         0.001,
@@ -105,20 +105,20 @@ def test_the_study_recipe():
     assert (config.prune_rate, config.prune_rate_conv, config.prune_rate_output) == (0.2, 0.2, 0.2)
     assert (config.rounds, config.epochs, config.eval_every, config.bias_init) == (2, 2, math.ceil(300 / 10), "normal")
     assert (config.reset, config.controls, config.seeds) == ("init", (), (42,))
-    assert study_config(*with_reinit(True), name="x").reset == "reinit"
-    lenet = study_config(*ARGS[:7], "lenet", *ARGS[8:], name="x")
+    assert study_config(with_reinit(True), "x").reset == "reinit"
+    lenet = study_config((*ARGS[:7], "lenet", *ARGS[8:]), "x")
     assert lenet.model == "lenet5_tanh"
 
 
 def test_study_splits_draw_with_numpy_and_watch_the_test_set():
     mnist = load_dataset("mnist")
-    splits = study_splits(mnist, study_config(*ARGS, name="x"), 42)
+    splits = study_splits(mnist, study_config(ARGS, "x"), 42)
     chosen = np.random.RandomState(42).choice(60000, 300, replace=False)
     assert torch.equal(splits.train_labels, mnist.train_labels[torch.from_numpy(chosen)])
     assert torch.equal(splits.val_labels, mnist.test_labels) and torch.equal(splits.test_images, splits.val_images)
     assert splits.train_images.min().item() == pytest.approx(-0.1307 / 0.3081, abs=1e-5)  # a black pixel
     assert splits.train_images.max().item() == pytest.approx((1 - 0.1307) / 0.3081, abs=1e-5)
-    whole = study_splits(mnist, study_config(*ARGS[:3], 60000, *ARGS[4:], name="x"), 42)
+    whole = study_splits(mnist, study_config((*ARGS[:3], 60000, *ARGS[4:]), "x"), 42)
     assert len(whole.train_labels) == 60000
 
 
