@@ -78,6 +78,8 @@ def _read_yaml(path: Path) -> dict:
         values = yaml.safe_load(path.read_text())
     except OSError as error:
         raise ConfigError("--config", str(path), f"a readable YAML file ({error.strerror})") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError("--config", str(path), f"a UTF-8 text file (byte {error.start} is not UTF-8)") from error
     except yaml.YAMLError as error:
         raise ConfigError("--config", str(path), f"valid YAML ({str(error).splitlines()[0]})") from error
     if not isinstance(values, dict):

@@ -92,6 +92,8 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
         content = yaml.safe_load(path.read_text())
     except OSError as error:
         raise ConfigError("parameter file", where, f"a readable file ({error.strerror})") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError("parameter file", where, f"a UTF-8 text file (byte {error.start} is not UTF-8)") from error
     except yaml.YAMLError as error:
         raise ConfigError("parameter file", where, f"valid YAML ({str(error).splitlines()[0]})") from error
     if not isinstance(content, dict) or set(content) - {"question", "parameters"} or "question" not in content:

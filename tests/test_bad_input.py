@@ -68,6 +68,7 @@ CASES = {  # name: (arguments, the start of the message after "error: ")
     "empty config file": (["imp", "--config", "empty.yaml"], "--config='empty.yaml' is not allowed: expected a YAML"),
     "config not a mapping": (["imp", "--config", "list.yaml"], "--config='list.yaml' is not allowed: expected a YAML"),
     "config not YAML": (["imp", "--config", "broken.yaml"], "--config='broken.yaml' is not allowed: expected valid"),
+    "config not text": (["imp", "--config", "binary.yaml"], "--config='binary.yaml' is not allowed: expected a UTF-8"),
     "config running code": (["imp", "--config", "evil.yaml"], "--config='evil.yaml' is not allowed: expected valid"),
     "unknown config key": (["imp", "--config", "unknown.yaml"], "rate=0.2 is not allowed: expected a known key"),
     "config field of wrong type": (["imp", "--config", "typed.yaml"], "rounds='five' is not allowed"),
@@ -89,6 +90,10 @@ CASES = {  # name: (arguments, the start of the message after "error: ")
     "parameter of wrong type": (["run", "q1type.yaml"], "q1type.yaml: rounds='5' is not allowed: expected an integer"),
     "unknown question": (["run", "q9.yaml"], "q9.yaml: question='q9' is not allowed: expected one of q1, q2, q3, q4"),
     "empty parameter file": (["run", "empty.yaml"], "parameter file='empty.yaml' is not allowed: expected a YAML"),
+    "parameter file not text": (
+        ["run", "binary.yaml"],
+        "parameter file='binary.yaml' is not allowed: expected a UTF-8 text file",
+    ),
     "parameter file not YAML": (["run", "broken.yaml"], "parameter file='broken.yaml' is not allowed: expected valid"),
     "plan num_train too large": (["run", "q1big.yaml"], "q1big.yaml: num_train=9000 is not allowed: expected at most"),
     "scheduler in a parameter file": (["run", "q1sched.yaml"], "q1sched.yaml: scheduler='local' is not allowed"),
@@ -120,6 +125,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
     }
     for file_name, text in inputs.items():
         Path(file_name).write_text(text)
+    Path("binary.yaml").write_bytes(bytes(range(256)) * 4)  # random-looking bytes, not UTF-8
     Path("params").mkdir()
     Path("params", "q1.yaml").write_text(yaml.safe_dump(Q1))
     before, tickets_before = files(tmp_path), files(tickets[0].parent)
