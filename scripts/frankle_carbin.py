@@ -101,9 +101,9 @@ def effects(rows: pd.DataFrame) -> pd.DataFrame:
         None,
     )
     add(
-        f"reinit stops later as it gets sparser ({pct[r21]})",
+        f"reinit stops later as it gets sparser ({pct[r3]})",
         "reinit early-stop step, % change vs dense",
-        100 * (per_seed(rows, r21, "reinit", "early_stop_iter") / dense_stop - 1),
+        100 * (per_seed(rows, r3, "reinit", "early_stop_iter") / dense_stop - 1),
         1,
     )
     add(
