@@ -171,7 +171,8 @@ def expIntegration(  # noqa: N802 (the original study's name and signature)
     Writes exp_result/<...>_reinit-<reinit>.pth (study_file): {level: {'store_path',
     'nonzero_percent' (non-zero parameters at the level's start, biases included, % to one
     decimal), 'valLoss_per_epoch', 'accu_per_epoch' (test set, before each epoch and after the
-    last)}}, beside the rows in exp_result/expIntegration/<run id>/results.csv.
+    last; six significant digits, as the rows' curves hold them)}}, beside the rows in
+    exp_result/expIntegration/<run id>/results.csv.
     """
     args = tuple(locals().values())
     config = study_config(args, "expIntegration")
