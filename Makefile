@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist /usr/share/doc/opencv-doc/examples/data/digits.png
 
-.PHONY: setup data-packages data study test lint bench
+.PHONY: setup data-packages browser-packages data study test lint bench
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV) || { apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -25,6 +25,14 @@ data-packages:
 			dataset-fashion-mnist opencv-doc >/dev/null; \
 	else echo "note: not root or no apt-get: Debian data packages skipped; datasets will be downloaded"; fi
 
+# Chromium for tests/test_browser.py (skipped, saying how to enable it, where it is missing).
+browser-packages:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver >/dev/null; } || echo "note: chromium could not be installed: browser tests skipped"; \
+	else echo "note: not root or no apt-get: chromium not installed: browser tests skipped"; fi
+
 data: $(STAMP) data-packages
 	$(PY) -m lthutils data
 
@@ -39,7 +47,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check lthutils tests bench scripts
 	$(VENV)/bin/ruff format --check lthutils tests bench scripts
 
-test: setup lint
+test: setup lint browser-packages
 	$(PY) -m pytest
 
 bench: setup

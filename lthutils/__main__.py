@@ -9,10 +9,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-import yaml
-
-from lthutils.config import ConfigError, ExperimentConfig
+from lthutils.config import ConfigError, ExperimentConfig, read_yaml
 from lthutils.data import load_dataset
 from lthutils.experiments import evaluate_tickets, find_tickets
 from lthutils.results import summarize
@@ -59,7 +58,9 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """The config of a YAML file (if given) with the command line's flags on top."""
     values = {}
     if args.config is not None:
-        values = _read_yaml(args.config)
+        values = read_yaml(args.config, "--config")
+        if not isinstance(values, dict):
+            raise ConfigError("--config", str(args.config), "a YAML mapping of config fields")
     for flag, value in vars(args).items():
         if flag in ("command", "config", "tickets") or value is None:
             continue
@@ -73,22 +74,17 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return ExperimentConfig.from_dict(values)
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        values = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError("--config", str(path), f"a readable YAML file ({error.strerror})") from error
-    except UnicodeDecodeError as error:
-        raise ConfigError("--config", str(path), f"a UTF-8 text file (byte {error.start} is not UTF-8)") from error
-    except yaml.YAMLError as error:
-        raise ConfigError("--config", str(path), f"valid YAML ({str(error).splitlines()[0]})") from error
-    if not isinstance(values, dict):
-        raise ConfigError("--config", str(path), "a YAML mapping of config fields")
-    return values
+class _UsageError(Exception):
+    """A command line argparse cannot read (an unknown flag, a flag's value of the wrong type)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse prints a usage block; we print one line (main)
+        raise _UsageError(f"{message} (see: {self.prog} --help)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lthutils", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m lthutils", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _config_arguments(commands.add_parser("imp", help="find tickets by iterative magnitude pruning"))
     evaluate = commands.add_parser("evaluate", help="train tickets found earlier on another setting")
@@ -123,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     report = commands.add_parser("report", help="collect every results.csv into an HTML report")
     report.add_argument("--exp-root", type=Path, default=Path("exp_result"), help="the results folder")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         if args.command == "imp":
             config = config_from_args(args)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from scipy import stats as scipy_stats
 
 from lthutils import plots, stats
@@ -55,10 +56,6 @@ def verb(axis: str) -> str:
 def plan_id(frame: pd.DataFrame) -> str:
     """A short hash of the runs behind a frame: the same plan, the same id."""
     return hashlib.sha256(" ".join(sorted(frame["run_id"].unique())).encode()).hexdigest()[:8]
-
-
-def _stem(frame: pd.DataFrame, key: str) -> str:
-    return f"{key}-{plan_id(frame)}"
 
 
 @dataclass(frozen=True)
@@ -487,45 +484,27 @@ def cost_sentences(costs: pd.DataFrame) -> list[str]:
 
 
 def _common_figures(
-    frame: pd.DataFrame,
-    evidence: Evidence,
-    figures_dir: str | Path,
-    stem: str,
-    hue: str,
-    panel: str | None,
-    hue_order: list | None = None,
-) -> list[Path]:
-    paths = [
-        plots.save(
-            plots.accuracy_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order),
-            figures_dir,
-            f"{stem}_accuracy",
-        ),
-        plots.save(
-            plots.early_stop_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order),
-            figures_dir,
-            f"{stem}_early_stop",
-        ),
-    ]
+    frame: pd.DataFrame, evidence: Evidence, hue: str, panel: str | None, hue_order: list | None = None
+) -> dict[str, Figure]:
+    drawn = {
+        "accuracy": plots.accuracy_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order),
+        "accuracy_end": plots.accuracy_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order, when="test_acc"),
+        "early_stop": plots.early_stop_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order),
+    }
     if not evidence.verdicts.empty:
-        paths.append(plots.save(plots.paired_differences(evidence.verdicts, DELTA), figures_dir, f"{stem}_differences"))
+        drawn["differences"] = plots.paired_differences(evidence.verdicts, DELTA)
     if not evidence.overlap.empty:
-        paths.append(plots.save(plots.overlap_vs_sparsity(evidence.overlap), figures_dir, f"{stem}_overlap"))
-    return paths
+        drawn["overlap"] = plots.overlap_vs_sparsity(evidence.overlap)
+    return drawn
 
 
-def figures_q1(frame: pd.DataFrame, evidence: Evidence, figures_dir: str | Path) -> list[Path]:
-    return _common_figures(frame, evidence, figures_dir, _stem(frame, "q1"), "kind", "model")
+def draw_q1(frame: pd.DataFrame, evidence: Evidence) -> dict[str, Figure]:
+    return _common_figures(frame, evidence, "kind", "model")
 
 
-def figures_transfer(
-    frame: pd.DataFrame,
-    evidence: Evidence,
-    figures_dir: str | Path,
-    axis: str,
-    key: str,
-    heatmap_rounds: list[int] | None = None,
-) -> list[Path]:
+def draw_transfer(
+    frame: pd.DataFrame, evidence: Evidence, axis: str, heatmap_rounds: list[int] | None = None
+) -> dict[str, Figure]:
     """Q2 (axis 'dataset') and Q3 (axis 'optimizer'): curves per target, the paired differences
     and the overlap, and the mean paired ticket - reinit difference as a heatmap at
     `heatmap_rounds` (default: the middle and the last round)."""
@@ -533,23 +512,24 @@ def figures_transfer(
         found=f"found {verb(axis)} " + frame[f"source_{axis}"].astype(str),
         target=f"trained {verb(axis)} " + frame[axis].astype(str),
     )
-    paths = _common_figures(lines, evidence, figures_dir, _stem(frame, key), "found", "target")
+    drawn = _common_figures(lines, evidence, "found", "target")
     settled = with_settings_transfer(frame, axis)[["setting", f"source_{axis}", axis]].drop_duplicates()
     cells = evidence.verdicts[evidence.verdicts["comparison"] == "ticket vs reinit"].merge(settled, on="setting")
     last = int(cells["round"].max())
     chosen = cells[cells["round"].isin(heatmap_rounds or {max(1, last // 2), last})]
-    paths.append(
-        plots.save(plots.margin_heatmap(chosen, axis, verb(axis)), figures_dir, f"{_stem(frame, key)}_margin_heatmap")
-    )
-    return paths
+    drawn["margin_heatmap"] = plots.margin_heatmap(chosen, axis, verb(axis))
+    return drawn
 
 
-def figures_q4(frame: pd.DataFrame, evidence: Evidence, figures_dir: str | Path) -> list[Path]:
+def draw_q4(frame: pd.DataFrame, evidence: Evidence) -> dict[str, Figure]:
     settled = with_settings_q4(frame)
     trained = settled[settled["num_train"] == q4_whole(frame)]
     order = list(dict.fromkeys(sorted(trained["setting"], key=lambda s: (s.startswith("all"), s))))
-    stem = _stem(frame, "q4")
-    paths = _common_figures(trained, evidence, figures_dir, stem, "setting", None, order)
-    costs = pipeline_costs(settled)
-    paths.append(plots.save(plots.cost_vs_accuracy(costs), figures_dir, f"{stem}_cost"))
-    return paths
+    drawn = _common_figures(trained, evidence, "setting", None, order)
+    drawn["cost"] = plots.cost_vs_accuracy(pipeline_costs(settled))
+    return drawn
+
+
+def save_figures(drawn: dict[str, Figure], figures_dir: str | Path, stem: str) -> list[Path]:
+    """Each figure as `<stem>_<name>`.png and .pdf under figures_dir; the PNGs' paths."""
+    return [plots.save(figure, figures_dir, f"{stem}_{name}") for name, figure in drawn.items()]

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import tempfile
 import traceback
 from collections.abc import Iterator
@@ -30,11 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from tqdm import tqdm
 
 from lthutils.config import ConfigError
 from lthutils.experiments import SOURCE_FILE, record_run
 from lthutils.results import RunStore, read_results, write_atomic
+from lthutils.training import progress
 
 if TYPE_CHECKING:
     from lthutils.study import Unit
@@ -117,10 +118,15 @@ def run_units(units: list[Unit], address: str, shared_filesystem: bool | None = 
     from distributed import Client, as_completed
 
     quiet_dask()  # in a notebook's kernel: its client's lines would reach the console as stderr
+    unreachable = "the address of a running Dask scheduler, or None to run here (an executed notebook keeps "
+    unreachable += "the address of the cluster it ran on)"
+    host_port = re.fullmatch(r"tcp://\[?([^\]]+?)\]?:(\d+)", address)
     try:
+        if host_port:  # refused at once rather than after Client's retries
+            socket.create_connection((host_port[1], int(host_port[2])), timeout=CONNECT_SECONDS).close()
         client = Client(address, timeout=CONNECT_SECONDS)
     except OSError as error:
-        raise ConfigError("scheduler", address, f"a reachable Dask scheduler ({error})") from error
+        raise ConfigError("scheduler", address, f"{unreachable}: {error.strerror or error}") from error
     with client:
         shared = _workers_share_files(client, units) if shared_filesystem is None else shared_filesystem
         pending = [  # (task, the search it needs or None, the search it is or None)
@@ -156,7 +162,7 @@ def run_units(units: list[Unit], address: str, shared_filesystem: bool | None = 
                 finished.add(future)
 
         where = "in place (workers share this filesystem)" if shared else "by this client (workers send them back)"
-        with tqdm(total=total, desc=f"tasks on {address}, results written {where}", mininterval=1.0) as bar:
+        with progress(total=total, desc=f"tasks on {address}, results written {where}") as bar:
             submit_ready()
             for future in finished:
                 task, _, search = running.pop(future)

@@ -10,8 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 DATASETS = ("mnist", "fashionmnist", "digits5k")
 MODELS = ("fc", "lenet300", "lenet5", "lenet5_tanh", "conv2", "conv4", "conv6")
@@ -25,6 +30,7 @@ KINDS = ("ticket", *CONTROLS)  # the kinds of training run a results row can hol
 PRUNE_SCOPES = ("layerwise", "global")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
+MAX_YAML_BYTES = 1_000_000  # a parameter or config file is a few lines
 
 
 class ConfigError(ValueError):
@@ -40,6 +46,30 @@ class ConfigError(ValueError):
         error.__dict__.update(self.__dict__)
         error.args = (f"{where}: {self}",)
         return error
+
+    def _render_traceback_(self) -> list[str]:
+        """In a notebook (IPython asks for this): the one line that says what to change."""
+        return [f"ConfigError: {self}"]
+
+
+def read_yaml(path: str | Path, field_name: str) -> Any:
+    """A YAML file's content (yaml.safe_load: no tags that run code), or ConfigError naming
+    `field_name` when it is not a readable regular file of at most MAX_YAML_BYTES of UTF-8 YAML."""
+    where = str(path)
+    try:
+        status = Path(path).stat()  # follows links: a broken or looping one lands in OSError
+        if not stat.S_ISREG(status.st_mode):
+            raise ConfigError(field_name, where, "a regular YAML file (not a folder, device or pipe)")
+        if status.st_size > MAX_YAML_BYTES:
+            size = f"{status.st_size / 1e6:.1f} MB"
+            raise ConfigError(field_name, where, f"a YAML file of at most {MAX_YAML_BYTES // 10**6} MB (it has {size})")
+        return yaml.safe_load(Path(path).read_bytes().decode("utf-8-sig"))
+    except OSError as error:
+        raise ConfigError(field_name, where, f"a readable YAML file ({error.strerror})") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(field_name, where, f"a UTF-8 text file (byte {error.start} is not UTF-8)") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(field_name, where, f"valid YAML ({str(error).splitlines()[0]})") from error
 
 
 @dataclass(frozen=True)
@@ -217,9 +247,9 @@ def _check_type(name: str, value: Any, kind: type, optional: bool = False) -> No
         return
     ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
     if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok:
-        article = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+        article = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string"}
         raise ConfigError(name, value, article[kind.__name__] + (" or null" if optional else ""))
 
 
@@ -248,8 +278,12 @@ def validate(config: ExperimentConfig) -> None:
         _check_type(name, getattr(config, name), str)
         if not getattr(config, name):
             raise ConfigError(name, getattr(config, name), "a non-empty string")
-    if "/" in config.name or config.name.startswith("."):
-        raise ConfigError("name", config.name, "a folder name without '/' or a leading '.'")
+        if not getattr(config, name).isprintable():  # any script and spaces; no newline, tab or NUL
+            raise ConfigError(
+                name, getattr(config, name), "printable characters (no newline, tab or control character)"
+            )
+    if "/" in config.name or config.name.startswith(".") or len(config.name) > 100:
+        raise ConfigError("name", config.name, "a folder name of at most 100 characters without '/' or a leading '.'")
     _check_choice("dataset", config.dataset, DATASETS)
     _check_choice("model", config.model, MODELS)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS, optional=True)

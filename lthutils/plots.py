@@ -1,169 +1,309 @@
 """Seaborn figures of tidy results (see study.tidy), saved as PNG and PDF.
 
-Every figure plots percent of weights remaining on a log axis running from dense (left) to
-sparse (right), shows the mean over seeds with a band of one standard deviation, and uses
-seaborn's colour-blind palette.
+Every figure is FIGURE_WIDTH inches wide with text no smaller than SMALLEST_FONT points, so the
+report shows them all at one scale and a paper column (3.5 in) still prints 6-point text; panels
+sit two to a row, and the legend sits above them and lists entries only (no group names).
+Sparsity runs on a log axis from dense (left) to sparse (right); lines are means over seeds with a
+band of one standard deviation, in seaborn's colour-blind palette. `layout_problems` names what
+would not read (text overlapping text or leaving the figure, text too small, a legend over a panel).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.legend import Legend
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.text import Text
+from matplotlib.ticker import FixedLocator, NullLocator
 
 from lthutils.config import KINDS
 
 PALETTE = "colorblind"
+FIGURE_WIDTH = 5.8  # inches: at a 3.5-inch paper column, 10-point text prints at 6 points
+SMALLEST_FONT = 10  # points
+PANEL_HEIGHT = 2.2  # inches per row of panels
+DPI = 150  # the report shows each PNG at its own size: 870 pixels wide
 WEIGHTS_LABEL = "weights remaining (%, log scale)"
-WHEN = {"test_acc_at_early_stop": "at early stop", "test_acc": "at end of training"}
-NICE_TICKS = (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1)
+WHEN = {"test_acc_at_early_stop": "at early stop", "test_acc": "at the end of training"}
+MARKERS = {"ticket": "o", "reinit": "X", "random_mask": "s", "magnitude_init": "^"}
+DASHES = {"ticket": "", "reinit": (4, 1.5), "random_mask": (1, 1), "magnitude_init": (3, 1.25, 1.5, 1.25)}
+VERDICT_MARKERS = {"better": "^", "equivalent": "s", "worse": "v", "inconclusive": "o", "unconverged": "x"}
 
-sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
+sns.set_theme(
+    style="whitegrid",
+    palette=PALETTE,
+    rc={
+        "font.size": 11,
+        "axes.titlesize": 11,
+        "axes.labelsize": 11,
+        "xtick.labelsize": SMALLEST_FONT,
+        "ytick.labelsize": SMALLEST_FONT,
+        "legend.fontsize": SMALLEST_FONT,
+        "figure.titlesize": 11,
+        "figure.labelsize": 11,
+    },
+)
 
 
 def save(figure: plt.Figure, figures_dir: str | Path, name: str) -> Path:
-    """Write `name`.png and `name`.pdf under figures_dir, close the figure, return the PNG's path."""
+    """Write `name`.png and `name`.pdf under figures_dir, close the figure, return the PNG's path.
+    No tight bounding box: every figure keeps FIGURE_WIDTH, so all show at one scale."""
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     for suffix in ("png", "pdf"):
-        figure.savefig(figures_dir / f"{name}.{suffix}", dpi=130, bbox_inches="tight")
+        figure.savefig(figures_dir / f"{name}.{suffix}", dpi=DPI)
     plt.close(figure)
     return figures_dir / f"{name}.png"
 
 
-def _sparsity_axis(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
-    """Log scale from dense (left) to sparse (right), ticks at round percentages."""
-    for ax in grid.axes.flat:
-        _log_sparsity(ax, frame["weights_remaining_pct"].max(), frame["weights_remaining_pct"].min())
+# --- layout ----------------------------------------------------------------------------------
 
 
-def _log_sparsity(ax: plt.Axes, top: float, bottom: float) -> None:
-    ticks = [t for t in NICE_TICKS if bottom / 1.15 <= t <= top * 1.15] or [round(top, 1)]
-    if bottom < min(ticks) / 1.2:
-        ticks.append(round(bottom, 1))
-    ax.set_xscale("log")
-    ax.set_xlim(top * 1.15, bottom / 1.15)
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([f"{t:g}" for t in ticks])
+def _wrap(text: str, inches: float = FIGURE_WIDTH, points: float = 11) -> str:
+    """Wrap to `inches` (a character is about half its point size wide)."""
+    return textwrap.fill(text, int(inches * 72 / (0.55 * points)))
 
 
-def _curves(data: pd.DataFrame, y: str, hue: str, hue_order: list | None, **facets) -> sns.FacetGrid:
-    """Mean-and-band lines against weights remaining: colour by `hue`, line style by kind.
-    Diverged runs (their accuracies blanked by study.tidy) are counted under the figure."""
-    kinds = [k for k in KINDS if k in set(data["kind"])]
-    diverged = data["diverged"].eq(True) if "diverged" in data else pd.Series(False, data.index)
-    grid = sns.relplot(
-        data=data,
-        x="weights_remaining_pct",
-        y=y,
-        hue=hue,
-        hue_order=hue_order,
-        style="kind",
-        style_order=kinds,
-        kind="line",
-        markers=True,
-        errorbar="sd",
-        palette=PALETTE,
-        **facets,
+def _panels(count: int, legend_rows: int = 0, sharey: bool = False) -> tuple[plt.Figure, list[plt.Axes]]:
+    """`count` panels two to a row on a FIGURE_WIDTH figure, room above for `legend_rows`."""
+    columns = min(count, 2)
+    rows = math.ceil(count / columns)
+    height = rows * PANEL_HEIGHT + 0.6 + 0.22 * legend_rows
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(FIGURE_WIDTH, height), layout="constrained", squeeze=False, sharey=sharey
     )
-    _sparsity_axis(grid, data)
-    grid.legend.set_title(None)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return figure, list(axes.flat[:count])
+
+
+def _legend_columns(labels: list[str]) -> int:
+    """As many columns as the widest label lets fit across the figure."""
+    widest = max(len(label) for label in labels) * 0.55 * SMALLEST_FONT + 3 * SMALLEST_FONT  # text + handle, points
+    return max(1, min(len(labels), int(FIGURE_WIDTH * 72 * 0.95 // widest)))
+
+
+def _legend(figure: plt.Figure, handles: list) -> None:
+    figure.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncol=_legend_columns([h.get_label() for h in handles]),
+        frameon=False,
+        handlelength=2.4,
+        columnspacing=1.2,
+    )
+
+
+def _legend_rows(labels: list[str]) -> int:
+    return math.ceil(len(labels) / _legend_columns(labels))
+
+
+def _log_ticks(low: float, high: float, room: int) -> list[float]:
+    """Round values (1, 2, 5 or 1, 3 or 1 per decade) between low and high, at most `room` of
+    them; in a range too narrow for any, its middle to two digits."""
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    for steps in ((1, 2, 5), (1, 3), (1,)):
+        ticks = [round(m * 10.0**e, 10) for e in decades for m in steps if low <= m * 10.0**e <= high]
+        if len(ticks) <= room:
+            break
+    return ticks or [float(f"{math.sqrt(low * high):.2g}")]
+
+
+def _log_sparsity(ax: plt.Axes, top: float, bottom: float, room: int = 5) -> None:
+    """Log scale from dense (left) to sparse (right), ticks at round percentages and at the
+    sparsest level when no round tick is near it."""
+    ticks = _log_ticks(bottom / 1.15, top * 1.15, room)
+    if min(ticks) / bottom >= 1.45:
+        ticks.append(bottom)
+    _log_x(ax, top * 1.15, bottom / 1.15, ticks, [f"{t:.3g}" for t in ticks])
+
+
+def _log_cost(ax: plt.Axes, low: float, high: float) -> None:
+    """Log scale, a few round ticks written short (2k, 1.5M)."""
+    ticks = _log_ticks(low, high, room=4)
+    _log_x(ax, low, high, ticks, [_compact(t) for t in ticks])
+
+
+def _log_x(ax: plt.Axes, left: float, right: float, ticks: list[float], labels: list[str]) -> None:
+    ax.set_xscale("log")
+    ax.set_xlim(left, right)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())  # a narrow log range would label its minor ticks
+    ax.set_xticklabels(labels)
+
+
+def _compact(value: float) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def _text_boxes(figure: plt.Figure) -> list[tuple[Text, object]]:
+    """Every drawn, non-empty text of the figure with its extent in display pixels (matplotlib
+    keeps, undrawn, the labels of ticks outside an axis' view)."""
+    undrawn = set()
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not ax.get_visible() or not low - 1e-9 * (high - low) <= tick.get_loc() <= high + 1e-9 * (
+                    high - low
+                ):
+                    undrawn |= {id(tick.label1), id(tick.label2)}
+    renderer = figure.canvas.get_renderer()
+    return [
+        (text, text.get_window_extent(renderer))
+        for text in figure.findobj(Text)
+        if text.get_visible()
+        and text.get_text().strip()
+        and id(text) not in undrawn
+        and (text.axes is None or text.axes.get_visible())
+    ]
+
+
+def layout_problems(figure: plt.Figure) -> list[str]:
+    """What would not read in the saved figure: texts overlapping each other, text outside the
+    figure, text below SMALLEST_FONT, a legend over a panel, a width other than FIGURE_WIDTH."""
+    figure.canvas.draw()
+    problems = []
+    if abs(figure.get_figwidth() - FIGURE_WIDTH) > 1e-6:
+        problems.append(f"figure is {figure.get_figwidth():.2f} in wide, not {FIGURE_WIDTH}")
+    boxes = _text_boxes(figure)
+    bounds = figure.bbox
+    for text, box in boxes:
+        if text.get_fontsize() < SMALLEST_FONT - 1e-6:
+            problems.append(f"{text.get_text()!r} is {text.get_fontsize():g} pt, under {SMALLEST_FONT}")
+        if box.x0 < bounds.x0 - 1 or box.y0 < bounds.y0 - 1 or box.x1 > bounds.x1 + 1 or box.y1 > bounds.y1 + 1:
+            problems.append(f"{text.get_text()!r} leaves the figure")
+    for (first, a), (second, b) in itertools.combinations(boxes, 2):
+        if a.overlaps(b) and a.width > 0 and b.width > 0:
+            problems.append(f"{first.get_text()!r} overlaps {second.get_text()!r}")
+    panels = [ax for ax in figure.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    for legend in figure.findobj(Legend):
+        extent = legend.get_window_extent()
+        problems += [f"the legend covers a panel ({ax.get_title()!r})" for ax in panels if extent.overlaps(ax.bbox)]
+    return problems
+
+
+# --- lines against sparsity ------------------------------------------------------------------
+
+
+def _kind_handle(kind: str, colour: str = "#444444") -> Line2D:
+    style = {"linestyle": "-"} if DASHES[kind] == "" else {"dashes": DASHES[kind]}
+    return Line2D([], [], color=colour, marker=MARKERS[kind], label=kind, **style)
+
+
+def _curves(data: pd.DataFrame, y: str, ylabel: str, hue: str, hue_order: list | None, panel: str | None) -> plt.Figure:
+    """Mean-and-band lines against weights remaining, one panel per value of `panel`: colour by
+    `hue`, line style and marker by kind. Diverged runs (their accuracies blanked by study.tidy)
+    are counted under the figure."""
+    kinds = [k for k in KINDS if k in set(data["kind"])]
+    hue_order = kinds if hue == "kind" else hue_order or sorted(data[hue].unique())
+    colours = dict(zip(hue_order, sns.color_palette(PALETTE, len(hue_order)).as_hex()))
+    if hue == "kind":
+        handles = [_kind_handle(kind, colours[kind]) for kind in kinds]
+    else:
+        handles = [Line2D([], [], color=c, label=name) for name, c in colours.items()]
+        handles += [_kind_handle(kind) for kind in kinds]
+    panels = sorted(data[panel].unique()) if panel else [None]
+    figure, axes = _panels(len(panels), _legend_rows([h.get_label() for h in handles]))
+    top, bottom = data["weights_remaining_pct"].max(), data["weights_remaining_pct"].min()
+    for ax, name in zip(axes, panels):
+        sns.lineplot(
+            data=data if panel is None else data[data[panel] == name],
+            x="weights_remaining_pct",
+            y=y,
+            hue=hue,
+            hue_order=hue_order,
+            palette=colours,
+            style="kind",
+            style_order=kinds,
+            markers={k: MARKERS[k] for k in kinds},
+            dashes={k: DASHES[k] for k in kinds},
+            errorbar="sd",
+            legend=False,
+            ax=ax,
+        )
+        _log_sparsity(ax, top, bottom, room=5 if len(panels) > 1 else 9)
+        ax.set(title=name or "", xlabel="", ylabel="")
+    _legend(figure, handles)
+    xlabel = WEIGHTS_LABEL
+    diverged = data["diverged"].eq(True) if "diverged" in data else pd.Series(False, data.index)
     if diverged.any():
         runs = len(data[diverged].drop_duplicates(["run_id", "seed", "round", "kind"]))
-        text = f"{runs} diverged training run(s) (validation loss not finite) left out of the lines"
-        grid.figure.text(0.5, 0, text, ha="center", va="top", color="#d55e00")
-    return grid
+        xlabel += "\n" + _wrap(f"{runs} diverged training run(s) (validation loss not finite) left out of the lines")
+    figure.supxlabel(xlabel)
+    figure.supylabel(ylabel)
+    return figure
 
 
 def accuracy_vs_sparsity(
-    frame: pd.DataFrame, hue: str = "kind", panel: str | None = None, hue_order: list | None = None
+    frame: pd.DataFrame,
+    hue: str = "kind",
+    panel: str | None = None,
+    hue_order: list | None = None,
+    when: str = "test_acc_at_early_stop",
 ) -> plt.Figure:
-    """Test accuracy (%) at early stop and at the end of training; colour by `hue`, dashes by kind.
-
-    With up to three panels, early stop is the top row and the end the bottom row; with more,
-    each panel is a row and the two moments are the columns, so the figure stays readable.
-    """
-    many = panel is not None and frame[panel].nunique() > 3
-    panels = sorted(frame[panel].unique()) if panel else None
-    long = frame.melt(
-        id_vars=[c for c in frame.columns if c not in WHEN], value_vars=list(WHEN), var_name="when", value_name="acc"
-    )
-    long["when"] = long["when"].map(WHEN)
-    long["test accuracy (%)"] = 100 * long["acc"]
-    grid = _curves(
-        long,
-        "test accuracy (%)",
-        hue,
-        hue_order,
-        row=panel if many else "when",
-        col="when" if many else panel,
-        row_order=panels if many else list(WHEN.values()),
-        col_order=list(WHEN.values()) if many else panels,
-        height=2.6 if many else 3.2,
-        aspect=1.6 if many or panel is None else 1.3,
-        facet_kws={"sharey": "row" if many else False, "margin_titles": True},
-    )
-    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
-    grid.set_axis_labels(WEIGHTS_LABEL, "test accuracy (%)")
-    return grid.figure
+    """Test accuracy (%) `when` (a column of WHEN) against weights remaining; colour by `hue`,
+    dashes and markers by kind, one panel per value of `panel`."""
+    data = frame.assign(accuracy_pct=100 * frame[when])
+    return _curves(data, "accuracy_pct", f"test accuracy {WHEN[when]} (%)", hue, hue_order, panel)
 
 
 def early_stop_vs_sparsity(
     frame: pd.DataFrame, hue: str = "kind", panel: str | None = None, hue_order: list | None = None
 ) -> plt.Figure:
     """The early-stopping iteration against weights remaining (Frankle & Carbin, Figure 1)."""
-    grid = _curves(
-        frame,
-        "early_stop_iter",
-        hue,
-        hue_order,
-        col=panel,
-        col_order=sorted(frame[panel].unique()) if panel else None,
-        col_wrap=3 if panel and frame[panel].nunique() > 3 else None,
-        height=3.2,
-        aspect=1.3 if panel else 1.6,
-    )
-    grid.set_titles(col_template="{col_name}")
-    grid.set_axis_labels(WEIGHTS_LABEL, "early-stopping iteration (steps)")
-    return grid.figure
+    return _curves(frame, "early_stop_iter", "early-stopping step", hue, hue_order, panel)
 
 
-def margin_heatmap(cells: pd.DataFrame, axis: str, verb: str) -> plt.Figure:
-    """Mean paired ticket-minus-reinit difference (points) and its verdict, source x target, one
-    panel per sparsity; `verb` says how a ticket relates to its axis ('on' a dataset, 'with' an optimizer)."""
-    levels = sorted(cells["weights_remaining_pct"].unique(), reverse=True)
-    figure, axes = plt.subplots(1, len(levels), figsize=(3.8 * len(levels) + 1.2, 3.4), squeeze=False)
-    limit = max(abs(cells["mean"]).max(), 0.5)
-    for ax, level in zip(axes[0], levels):
-        at_level = cells[cells["weights_remaining_pct"] == level]
-        table = at_level.pivot(index=f"source_{axis}", columns=axis, values="mean")
-        notes = at_level.assign(note=at_level["mean"].map("{:+.2f}".format) + "\n" + at_level["verdict"])
-        annotations = notes.pivot(index=f"source_{axis}", columns=axis, values="note").loc[table.index, table.columns]
-        sns.heatmap(
-            table,
+def overlap_vs_sparsity(overlap: pd.DataFrame) -> plt.Figure:
+    """Chance-corrected Jaccard overlap (0: independent random masks, 1: the same mask) of each
+    pair of masks against weights remaining, overall and per layer; mean and sd over pairs."""
+    layers = ["overall", *[name for name in dict.fromkeys(overlap["layer"]) if name != "overall"]]
+    pairs = list(dict.fromkeys(overlap["pair"]))
+    colours = dict(zip(pairs, sns.color_palette(PALETTE, len(pairs)).as_hex()))
+    markers = dict(zip(pairs, itertools.cycle("osD^v")))
+    handles = [Line2D([], [], color=colours[p], marker=markers[p], label=p) for p in pairs]
+    figure, axes = _panels(len(layers), _legend_rows(pairs), sharey=True)
+    top, bottom = overlap["weights_remaining_pct"].max(), overlap["weights_remaining_pct"].min()
+    for ax, layer in zip(axes, layers):
+        sns.lineplot(
+            data=overlap[overlap["layer"] == layer],
+            x="weights_remaining_pct",
+            y="chance_corrected",
+            hue="pair",
+            hue_order=pairs,
+            palette=colours,
+            style="pair",
+            style_order=pairs,
+            markers=markers,
+            dashes=False,
+            errorbar="sd",
+            legend=False,
             ax=ax,
-            annot=annotations,
-            annot_kws={"size": 9},
-            fmt="",
-            cmap="PuOr",
-            vmin=-limit,
-            vmax=limit,
-            cbar=ax is axes[0][-1],
         )
-        ax.set_title(f"{level:.3g}% of weights remaining")
-        ax.tick_params(axis="y", labelrotation=0)
-        ax.set_xlabel(f"target {axis} (trained {verb})")
-        ax.set_ylabel(f"source {axis} (tickets found {verb})" if ax is axes[0][0] else "")
-    figure.suptitle("ticket minus reinit test accuracy at early stop (mean paired difference, points) and verdict")
-    figure.tight_layout()
+        ax.axhline(0, color="#555555", linewidth=0.8)
+        _log_sparsity(ax, top, bottom, room=5 if len(layers) > 1 else 9)
+        ax.set(title=layer, xlabel="", ylabel="")
+    _legend(figure, handles)
+    figure.supxlabel(WEIGHTS_LABEL)
+    figure.supylabel("mask overlap beyond chance")
     return figure
 
 
-VERDICT_MARKERS = {"better": "^", "equivalent": "s", "worse": "v", "inconclusive": "o", "unconverged": "x"}
+# --- paired differences and verdicts --------------------------------------------------------
 
 
 def paired_differences(verdicts: pd.DataFrame, delta: float) -> plt.Figure:
@@ -171,12 +311,13 @@ def paired_differences(verdicts: pd.DataFrame, delta: float) -> plt.Figure:
     t interval against weights remaining; the marker is the cell's verdict, the band +-delta."""
     comparisons = list(dict.fromkeys(verdicts["comparison"]))
     settings = list(dict.fromkeys(verdicts["setting"]))
-    colours = dict(zip(settings, sns.color_palette(PALETTE, len(settings))))
-    columns = min(len(comparisons), 2)
-    rows = -(-len(comparisons) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 3.6 * rows), squeeze=False)
+    colours = dict(zip(settings, sns.color_palette(PALETTE, len(settings)).as_hex()))
+    handles = [Line2D([], [], color=colours[s], label=s) for s in settings]
+    handles += [Line2D([], [], color="#555555", marker=m, linestyle="", label=v) for v, m in VERDICT_MARKERS.items()]
+    handles.append(Patch(color="#dddddd", label=f"+-{delta} points"))
+    figure, axes = _panels(len(comparisons), _legend_rows([h.get_label() for h in handles]))
     top, bottom = verdicts["weights_remaining_pct"].max(), verdicts["weights_remaining_pct"].min()
-    for ax, comparison in zip(axes.flat, comparisons):
+    for ax, comparison in zip(axes, comparisons):
         cells = verdicts[verdicts["comparison"] == comparison]
         ax.axhspan(-delta, delta, color="#dddddd", zorder=0)
         ax.axhline(0, color="#555555", linewidth=0.8)
@@ -192,76 +333,83 @@ def paired_differences(verdicts: pd.DataFrame, delta: float) -> plt.Figure:
                 color=colours[setting],
                 linewidth=1,
                 capsize=2,
-                label=setting,
             )
             for verdict, marker in VERDICT_MARKERS.items():
                 chosen = line["verdict"] == verdict
-                ax.scatter(x[chosen], line.loc[chosen, "mean"], marker=marker, color=colours[setting], s=36, zorder=3)
-        _log_sparsity(ax, top, bottom)
+                ax.scatter(x[chosen], line.loc[chosen, "mean"], marker=marker, color=colours[setting], s=30, zorder=3)
+        _log_sparsity(ax, top, bottom, room=5 if len(comparisons) > 1 else 9)
         ax.set_title(comparison)
-        ax.set_xlabel(WEIGHTS_LABEL)
-        ax.set_ylabel("difference (points, 95% CI)")
-    for ax in axes.flat[len(comparisons) :]:
-        ax.set_visible(False)
-    handles = [plt.Line2D([], [], color=colours[s], marker="o", linestyle="-", label=s) for s in settings] + [
-        plt.Line2D([], [], color="#555555", marker=m, linestyle="", label=v) for v, m in VERDICT_MARKERS.items()
-    ]
-    figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=4, frameon=False)
-    figure.suptitle(f"paired test-accuracy difference at early stop, per cell; grey band: +-{delta} points")
-    figure.tight_layout()
+    _legend(figure, handles)
+    figure.supxlabel(WEIGHTS_LABEL)
+    figure.supylabel("paired difference at early stop\n(points, 95% interval)")
     return figure
 
 
-def overlap_vs_sparsity(overlap: pd.DataFrame) -> plt.Figure:
-    """Chance-corrected Jaccard overlap (0: independent random masks, 1: the same mask) of each
-    pair of masks against weights remaining, overall and per layer; mean and sd over pairs."""
-    layers = ["overall", *[name for name in dict.fromkeys(overlap["layer"]) if name != "overall"]]
-    grid = sns.relplot(
-        data=overlap,
-        x="weights_remaining_pct",
-        y="chance_corrected",
-        hue="pair",
-        col="layer",
-        col_order=layers,
-        col_wrap=min(len(layers), 4),
-        kind="line",
-        markers=True,
-        style="pair",
-        errorbar="sd",
-        palette=PALETTE,
-        height=3.0,
-        aspect=1.1,
+def margin_heatmap(cells: pd.DataFrame, axis: str, verb: str) -> plt.Figure:
+    """Mean paired ticket-minus-reinit difference (points) and its verdict, source x target, one
+    panel per sparsity; `verb` says how a ticket relates to its axis ('on' a dataset, 'with' an optimizer)."""
+    levels = sorted(cells["weights_remaining_pct"].unique(), reverse=True)
+    figure, axes = _panels(len(levels))
+    limit = max(abs(cells["mean"]).max(), 0.5)
+    for ax, level in zip(axes, levels):
+        at_level = cells[cells["weights_remaining_pct"] == level]
+        table = at_level.pivot(index=f"source_{axis}", columns=axis, values="mean")
+        notes = at_level.assign(note=at_level["mean"].map("{:+.2f}".format) + "\n" + at_level["verdict"])
+        annotations = notes.pivot(index=f"source_{axis}", columns=axis, values="note").loc[table.index, table.columns]
+        sns.heatmap(
+            table,
+            ax=ax,
+            annot=annotations,
+            annot_kws={"size": SMALLEST_FONT},
+            fmt="",
+            cmap="PuOr",
+            vmin=-limit,
+            vmax=limit,
+            cbar=False,
+        )
+        ax.set_title(f"{level:.3g}% of weights remaining")
+        ax.tick_params(axis="y", labelrotation=90)
+        ax.set(xlabel=f"trained {verb}", ylabel=f"found {verb}")
+    figure.colorbar(
+        ScalarMappable(Normalize(-limit, limit), "PuOr"),
+        ax=axes,
+        label="ticket - reinit (points)",
+        location="bottom",
+        shrink=0.6,
     )
-    _sparsity_axis(grid, overlap)
-    for ax in grid.axes.flat:
-        ax.axhline(0, color="#555555", linewidth=0.8)
-    grid.set_titles(col_template="{col_name}")
-    grid.set_axis_labels(WEIGHTS_LABEL, "overlap beyond chance")
-    grid.legend.set_title(None)
-    return grid.figure
+    return figure
 
 
 def cost_vs_accuracy(costs: pd.DataFrame) -> plt.Figure:
     """Q4: each pipeline's whole cost (search and final training; sample-epochs and seconds) at
     the sparsest round against the accuracy it reached on the whole set, one point per seed."""
     sparsest = costs[costs["round"] == costs["round"].max()]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    pipelines = list(dict.fromkeys(sparsest["pipeline"]))
+    colours = dict(zip(pipelines, sns.color_palette(PALETTE, len(pipelines)).as_hex()))
+    markers = dict(zip(pipelines, itertools.cycle("oXsP^Dv*")))
+    handles = [Line2D([], [], color=colours[p], marker=markers[p], linestyle="", label=p) for p in pipelines]
+    figure, axes = _panels(2, _legend_rows(pipelines), sharey=True)
+    level = sparsest["weights_remaining_pct"].iloc[0]
     for ax, column, label in (
-        (axes[0], "sample_epochs", "pipeline cost (sample-epochs of the whole set, log scale)"),
-        (axes[1], "seconds", "pipeline training time (s, log scale)"),
+        (axes[0], "sample_epochs", "cost (sample-epochs)"),
+        (axes[1], "seconds", "training time (s)"),
     ):
         sns.scatterplot(
-            data=sparsest, x=column, y="accuracy", hue="pipeline", style="pipeline", s=60, palette=PALETTE, ax=ax
+            data=sparsest,
+            x=column,
+            y="accuracy",
+            hue="pipeline",
+            hue_order=pipelines,
+            palette=colours,
+            style="pipeline",
+            style_order=pipelines,
+            markers=markers,
+            s=45,
+            legend=False,
+            ax=ax,
         )
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy at early stop (%)")
-    axes[0].get_legend().remove()
-    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1, 1), title=None)
-    level = sparsest["weights_remaining_pct"].iloc[0]
-    figure.suptitle(f"what each pipeline cost vs what it reached on the whole set ({level:.3g}% of weights remaining)")
-    figure.tight_layout()
+        _log_cost(ax, sparsest[column].min() / 1.3, sparsest[column].max() * 1.3)
+        ax.set(xlabel=label + ", log scale", ylabel="")
+    _legend(figure, handles)
+    figure.supylabel(_wrap(f"test accuracy at early stop (%), {level:.3g}% of weights", figure.get_figheight() - 1))
     return figure

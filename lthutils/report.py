@@ -23,6 +23,7 @@ from lthutils.results import divergence_note, read_results, summarize, write_ato
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 img{max-width:100%;border:1px solid #ddd;margin:.5em 0}table{border-collapse:collapse;font-size:.85em}
+.wide{overflow-x:auto}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}h2{border-bottom:2px solid #0173b2}"""
 
 
@@ -77,7 +78,7 @@ def _question_section(title: str, evidence: analysis.Evidence, figures: list[Pat
             "<h3>Conclusion</h3>",
             _markdown_to_html(evidence.conclusion),
             "<h3>Verdicts</h3>",
-            f"<details><summary>{len(evidence.verdicts)} cells</summary>{table}</details>",
+            f"<details><summary>{len(evidence.verdicts)} cells</summary><div class='wide'>{table}</div></details>",
             "<h3>Figures</h3>",
             _figures(figures, page_dir),
             "<h3>Caveats</h3>",
@@ -109,9 +110,10 @@ def build_report(exp_root: str | Path = "exp_result") -> Path:
             verdicts.append(table.assign(question=key, plan=analysis.plan_id(rows))[["question", "plan", *table]])
     for name, rows in frame[~frame["study"].isin(list(study.QUESTIONS))].groupby("study"):
         png = plots.save(plots.accuracy_vs_sparsity(rows, panel="model"), figures_dir, f"{name}_accuracy")
+        summaries = {run: summarize(exp_root / name / run / "results.csv") for run in sorted(rows["run_id"].unique())}
         tables = [
-            f"<h3>{html.escape(run)}</h3>\n<pre>{html.escape(summarize(exp_root / name / run / 'results.csv'))}</pre>"
-            for run in sorted(rows["run_id"].unique())
+            f"<h3>{html.escape(run)}</h3>\n<pre class='wide'>{html.escape(text)}</pre>"
+            for run, text in summaries.items()
         ]
         sections.append(_section(f"IMP runs: {name}", [png], "", page_dir) + "\n".join(tables))
     write_atomic(page_dir / "all_results.csv", frame.to_csv(index=False).encode())

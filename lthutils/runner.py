@@ -20,6 +20,7 @@ import ast
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -30,10 +31,9 @@ from typing import Any
 
 import nbformat
 import papermill
-import yaml
 
 from lthutils import study
-from lthutils.config import ConfigError
+from lthutils.config import ConfigError, read_yaml
 from lthutils.data import REPO_ROOT
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -75,12 +75,17 @@ def _type_ok(value: Any, default: Any) -> bool:
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
-        return isinstance(value, (int, float))
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(default, list) and default:  # each item like the default's first
+        return isinstance(value, list) and all(item is not None and _type_ok(item, default[0]) for item in value)
     return isinstance(value, type(default))
 
 
 def _type_name(value: Any) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", list: "a list"}
+    if isinstance(value, list) and value:
+        items = {bool: "true or false", int: "integers", float: "finite numbers", str: "strings"}
+        return f"a list of {items.get(type(value[0]), type(value[0]).__name__)}"
     return names.get(type(value), type(value).__name__)
 
 
@@ -88,14 +93,7 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
     """Read and check a parameter file completely, including its plan's data; raise ConfigError."""
     path = Path(path)
     where = str(path)
-    try:
-        content = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError("parameter file", where, f"a readable file ({error.strerror})") from error
-    except UnicodeDecodeError as error:
-        raise ConfigError("parameter file", where, f"a UTF-8 text file (byte {error.start} is not UTF-8)") from error
-    except yaml.YAMLError as error:
-        raise ConfigError("parameter file", where, f"valid YAML ({str(error).splitlines()[0]})") from error
+    content = read_yaml(path, "parameter file")
     if not isinstance(content, dict) or set(content) - {"question", "parameters"} or "question" not in content:
         raise ConfigError("parameter file", where, "a YAML mapping with 'question' and optional 'parameters'")
     if content["question"] not in study.QUESTIONS:
@@ -127,12 +125,16 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
 
 def plan(parameter_file: ParameterFile) -> list[study.Unit]:
     """The units of work the notebook will run with these parameters."""
-    values = {**parameter_file.defaults, **parameter_file.parameters}
+    values = {**parameter_file.defaults, **parameter_file.parameters, **_folders(parameter_file)}
     del values["scheduler"]  # where the units run, not what they are
-    for name in ("exp_root", "model_root"):  # the notebook runs in notebooks/: its relative paths start there
-        if not os.path.isabs(values[name]):
-            values[name] = os.path.normpath(NOTEBOOKS_DIR / values[name])
     return parameter_file.question.plan(**values)
+
+
+def _folders(parameter_file: ParameterFile) -> dict[str, str]:
+    """exp_root and model_root as absolute paths: the notebook runs in notebooks/, where its
+    relative paths start, and its executed copy elsewhere must find the same folders."""
+    values = {**parameter_file.defaults, **parameter_file.parameters}
+    return {name: os.path.normpath(NOTEBOOKS_DIR / values[name]) for name in ("exp_root", "model_root")}
 
 
 def run(
@@ -143,25 +145,34 @@ def run(
 ) -> Path:
     """Execute the notebook with papermill; return the executed notebook's path. With a Dask
     `scheduler_address`, the notebook submits its units there (its `scheduler` parameter).
-    The notebook's stderr (its progress bars, warnings) is shown; with `verbose`, also each
-    cell's start and end and its stdout."""
+    exp_root and model_root go in as absolute paths, so the executed copy reruns where it lies.
+    The notebook's stream output (its progress bars, prints, warnings) is shown on stderr; with
+    `verbose`, also each cell's start and end."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     name = parameter_file.output_name()
     running = output_dir / f".{name}.running.ipynb"
     done, failed = output_dir / f"{name}.ipynb", output_dir / f"{name}.failed.ipynb"
     where = f"{parameter_file.notebook.name} (from {parameter_file.path})"
-    papermill_log = logging.getLogger("papermill")  # log_output: stderr at WARNING, the rest at INFO
+    papermill_log = logging.getLogger("papermill")
     level = papermill_log.level
     papermill_log.setLevel(logging.INFO if verbose else logging.WARNING)
     try:
         papermill.execute_notebook(
             str(parameter_file.notebook),
             str(running),
-            parameters={**parameter_file.parameters, **({"scheduler": scheduler_address} if scheduler_address else {})},
+            parameters={
+                **parameter_file.parameters,
+                **_folders(parameter_file),
+                **({"scheduler": scheduler_address} if scheduler_address else {}),
+            },
             kernel_name=KERNEL,
             progress_bar=True,
-            log_output=True,
+            # the notebook's streams (the progress bars go to a kernel's stdout) reach stderr:
+            # through papermill's log with `verbose` (stderr at WARNING, stdout at INFO), else raw
+            log_output=verbose,
+            **({} if verbose else {"stdout_file": sys.stderr, "stderr_file": sys.stderr}),
+            coalesce_streams=True,  # the executed notebook keeps each bar's last state, not every redraw
             cwd=str(NOTEBOOKS_DIR),
         )
     except papermill.PapermillExecutionError as error:
@@ -191,7 +202,7 @@ def run_all(
     workers: int | None = None,
     verbose: bool = False,
 ) -> list[Path]:
-    """Check every parameter file first (each path a file, or a folder of *.yaml run in name
+    """Check every parameter file first (each path a file, or a folder of *.yaml / *.yml run in name
     order), then run them all, their units on `scheduler` (cluster.session: 'local', 'none' or an
     address); raise NotebookError naming every failure after the others have run."""
     from lthutils import cluster  # dask: only when notebooks run
@@ -213,12 +224,13 @@ def run_all(
 
 
 def load_all(paths: list[Path]) -> list[ParameterFile]:
-    """Every parameter file of `paths` (each a file, or a folder of *.yaml in name order), checked."""
+    """Every parameter file of `paths` (each a file, or a folder of *.yaml / *.yml in name order), checked."""
     files = []
     for path in map(Path, paths):
-        found = sorted(path.glob("*.yaml")) if path.is_dir() else [path] if path.suffix in (".yaml", ".yml") else []
+        yaml_files = [path] if path.suffix in (".yaml", ".yml") else []
+        found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else yaml_files
         if not found:
-            raise ConfigError("folder", str(path), "a folder holding *.yaml parameter files")
+            raise ConfigError("folder", str(path), "a folder holding *.yaml or *.yml parameter files")
         files += found
     return [load_parameter_file(path) for path in files]
 

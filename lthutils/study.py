@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from lthutils import analysis
 from lthutils.config import ConfigError, ExperimentConfig
@@ -76,8 +77,14 @@ class Unit:
 
 
 def check(units: list[Unit]) -> None:
-    """Every data-dependent check of every unit (dataset available, sizes), before any work."""
+    """Every check of every unit that needs the machine (folders, dataset available, sizes),
+    before any work."""
     for config in {unit.config for unit in units}:
+        for name in ("exp_root", "model_root"):
+            folder = Path(getattr(config, name))
+            if not folder.is_dir() and (folder.exists() or not folder.parent.is_dir()):
+                allowed = "a folder, or a new one inside an existing folder (an executed notebook keeps the "
+                raise ConfigError(name, str(folder), allowed + "absolute folders it ran with: set them to yours)")
         prepare(config)
 
 
@@ -336,11 +343,16 @@ class Question:
     title: str
     plan: Callable[..., list[Unit]]
     evidence: Callable[[pd.DataFrame], analysis.Evidence]
-    figures: Callable[..., list[Path]]  # (frame, evidence, figures_dir, **display parameters)
+    draw: Callable[..., dict[str, Figure]]  # (frame, evidence, **display parameters) -> figures by name
 
     def conclude(self, frame: pd.DataFrame) -> str:
         """The rule, the conclusion and its caveats as markdown, naming any runs that diverged."""
         return self.evidence(frame).markdown() + divergence_note(frame)
+
+    def figures(self, frame: pd.DataFrame, evidence: analysis.Evidence, figures_dir: str | Path, **display) -> list:
+        """Draw the question's figures and save each as `<key>-<plan>_<name>`.png and .pdf; the PNGs' paths."""
+        stem = f"{self.key}-{analysis.plan_id(frame)}"
+        return analysis.save_figures(self.draw(frame, evidence, **display), figures_dir, stem)
 
 
 QUESTIONS = {
@@ -352,7 +364,7 @@ QUESTIONS = {
             "Q1: do winning tickets beat reinit at every model scale?",
             plan_q1,
             analysis.evidence_q1,
-            analysis.figures_q1,
+            analysis.draw_q1,
         ),
         Question(
             "q2",
@@ -360,7 +372,7 @@ QUESTIONS = {
             "Q2: do tickets found on one dataset work on another?",
             plan_q2,
             functools.partial(analysis.evidence_transfer, axis="dataset"),
-            functools.partial(analysis.figures_transfer, axis="dataset", key="q2"),
+            functools.partial(analysis.draw_transfer, axis="dataset"),
         ),
         Question(
             "q3",
@@ -368,7 +380,7 @@ QUESTIONS = {
             "Q3: do tickets found with one optimizer work with another?",
             plan_q3,
             functools.partial(analysis.evidence_transfer, axis="optimizer"),
-            functools.partial(analysis.figures_transfer, axis="optimizer", key="q3"),
+            functools.partial(analysis.draw_transfer, axis="optimizer"),
         ),
         Question(
             "q4",
@@ -376,7 +388,7 @@ QUESTIONS = {
             "Q4: do tickets found with few samples work on the whole training set?",
             plan_q4,
             analysis.evidence_q4,
-            analysis.figures_q4,
+            analysis.draw_q4,
         ),
     )
 }

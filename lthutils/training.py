@@ -25,6 +25,7 @@ optimizer state, masks and the loss stay float32.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.func import functional_call
-from tqdm import tqdm  # text bars: visible in papermill logs and in notebooks alike
+from tqdm import tqdm
 
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Splits
@@ -152,6 +153,13 @@ class SingleModule(ModelStack):
 
     def model_state(self, k: int) -> dict[str, torch.Tensor]:
         return {name: view[k].cpu().clone() for name, view in zip(self.names, self.views)}
+
+
+def progress(**bar) -> tqdm:
+    """A text progress bar (tqdm keywords), redrawn at most once a second: on stdout in a
+    notebook's kernel, where stderr shows as an error box, else on stderr."""
+    in_kernel = type(sys.stdout).__module__.startswith("ipykernel")
+    return tqdm(file=sys.stdout if in_kernel else sys.stderr, mininterval=1.0, **bar)
 
 
 def stackable(model: nn.Module) -> bool:
@@ -369,7 +377,7 @@ def train_stack(
     started = time.perf_counter()
     step = 0
     label = description if count == 1 else f"{description} (x{count})"
-    with tqdm(total=iterations - first_step, desc=label, disable=config.quiet, mininterval=1.0) as bar:
+    with progress(total=iterations - first_step, desc=label, disable=config.quiet) as bar:
         while step < iterations:
             orders = [torch.randperm(num_train, generator=g).to(device) for g in generators]
             for start in range(0, num_train, config.batch_size):

@@ -38,3 +38,11 @@ def tiny(tmp_path):
         model_root=str(tmp_path / "model_save"),
         quiet=True,
     )
+
+
+@pytest.fixture(scope="session")
+def study_run(tmp_path_factory):
+    """The four notebooks executed by `run-all` on tiny parameter files (tests/tiny_study.py)."""
+    from tiny_study import run_tiny_study
+
+    return run_tiny_study(tmp_path_factory.mktemp("study"))

@@ -100,6 +100,43 @@ CASES = {  # name: (arguments, the start of the message after "error: ")
     "unknown scheduler": (["run-all", "params", "--scheduler", "yarn"], "scheduler='yarn' is not allowed: expected"),
     "no workers": (["run-all", "params", "--workers", "0"], "workers=0 is not allowed: expected a positive number"),
     "folder without parameter files": (["run-all", "nowhere"], "folder='nowhere' is not allowed: expected a folder"),
+    "parameter folder without YAML": (["run-all", "notes"], "folder='notes' is not allowed: expected a folder holding"),
+    "parameter file in UTF-16": (["run", "utf16.yaml"], "parameter file='utf16.yaml' is not allowed: expected a UTF-8"),
+    "huge parameter file": (
+        ["run", "huge.yaml"],
+        "parameter file='huge.yaml' is not allowed: expected a YAML file of at most 1 MB (it has 1.5 MB)",
+    ),
+    "huge config file": (["imp", "--config", "huge.yaml"], "--config='huge.yaml' is not allowed: expected a YAML file"),
+    "parameter file linked to a device": (
+        ["run", "zero.yaml"],
+        "parameter file='zero.yaml' is not allowed: expected a",
+    ),
+    "parameter file a broken link": (
+        ["run", "dangling.yaml"],
+        "parameter file='dangling.yaml' is not allowed: expected a readable YAML file (No such file or directory)",
+    ),
+    "parameter file a link loop": (
+        ["run", "loop.yaml"],
+        "parameter file='loop.yaml' is not allowed: expected a readable YAML file (Too many levels of symbolic links)",
+    ),
+    "wrong type inside a list": (
+        ["run", "q1list.yaml"],
+        "q1list.yaml: models=['fc:1x10', 5] is not allowed: expected a list of strings like the default",
+    ),
+    "null inside a list": (["run", "q1null.yaml"], "q1null.yaml: seeds=[0, None] is not allowed: expected a list of"),
+    "NaN in a parameter file": (["run", "q1nan.yaml"], "q1nan.yaml: rate=nan is not allowed: expected a finite number"),
+    "infinity in a parameter file": (["run", "q1inf.yaml"], "q1inf.yaml: lr=inf is not allowed: expected a finite"),
+    "NaN in a config file": (["imp", *TINY, "--config", "nan.yaml"], "momentum=nan is not allowed: expected a"),
+    "infinite learning rate": (["imp", *TINY, "--lr", "inf"], "lr=inf is not allowed: expected a finite number"),
+    "NaN rate": (["imp", *TINY, "--rate", "nan"], "prune_rate=nan is not allowed: expected a finite number"),
+    "flag of the wrong type": (["imp", "--rounds", "five"], "argument --rounds: invalid int value: 'five'"),
+    "name with a newline": (["imp", *TINY, "--name", "a\nb"], "name='a\\nb' is not allowed: expected printable"),
+    "name with a NUL byte": (["imp", *TINY, "--config", "nul.yaml"], "name='a\\x00b' is not allowed: expected"),
+    "name too long": (["imp", *TINY, "--name", "n" * 300], "name='nnnn"),
+    "output folder with a NUL byte": (
+        ["imp", *TINY, "--config", "nulroot.yaml"],
+        "exp_root='out\\x00put' is not allowed: expected printable",
+    ),
 }
 
 
@@ -122,12 +159,26 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
         "q9.yaml": yaml.safe_dump({"question": "q9"}),
         "q1big.yaml": yaml.safe_dump({**Q1, "parameters": {**Q1["parameters"], "num_train": 9000}}),
         "q1sched.yaml": yaml.safe_dump({**Q1, "parameters": {**Q1["parameters"], "scheduler": "local"}}),
+        "q1list.yaml": yaml.safe_dump({**Q1, "parameters": {**Q1["parameters"], "models": ["fc:1x10", 5]}}),
+        "q1null.yaml": yaml.safe_dump({**Q1, "parameters": {**Q1["parameters"], "seeds": [0, None]}}),
+        "q1nan.yaml": yaml.safe_dump({**Q1, "parameters": {**Q1["parameters"], "rate": float("nan")}}),
+        "q1inf.yaml": yaml.safe_dump({**Q1, "parameters": {**Q1["parameters"], "lr": float("inf")}}),
+        "nan.yaml": "momentum: .nan\n",
+        "nul.yaml": 'name: "a\\0b"\n',
+        "nulroot.yaml": 'exp_root: "out\\0put"\n',
+        "huge.yaml": "# padding\n" * 150_000,
     }
     for file_name, text in inputs.items():
-        Path(file_name).write_text(text)
+        Path(file_name).write_text(text, encoding="utf-8")
+    Path("utf16.yaml").write_text(yaml.safe_dump(Q1), encoding="utf-16")
     Path("binary.yaml").write_bytes(bytes(range(256)) * 4)  # random-looking bytes, not UTF-8
+    Path("zero.yaml").symlink_to("/dev/zero")  # read to the end, it would never end
+    Path("dangling.yaml").symlink_to("gone.yaml")
+    Path("loop.yaml").symlink_to("loop.yaml")
     Path("params").mkdir()
     Path("params", "q1.yaml").write_text(yaml.safe_dump(Q1))
+    Path("notes").mkdir()
+    Path("notes", "q1.yaml.txt").write_text(yaml.safe_dump(Q1))
     before, tickets_before = files(tmp_path), files(tickets[0].parent)
     code = cli.main([arg.format(**values) for arg in args])
     err = capsys.readouterr().err

@@ -1,68 +1,22 @@
 """Every notebook runs under papermill with tiny parameters; the report runs on their output."""
 
+import ast
 import json
+import os
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pandas as pd
+import papermill
 import pytest
-import yaml
+from ipykernel.ipkernel import IPythonKernel
 from PIL import Image
+from tiny_study import FIGURES, PARAMETERS, ROWS
 
-from lthutils import analysis, study
+from lthutils import analysis, plots, study
 from lthutils.report import _markdown_to_html, build_report
-from lthutils.runner import NOTEBOOKS_DIR, notebook_defaults
-
-TINY = {"rounds": 2, "iterations": 10, "seeds": [0, 1], "eval_every": 5, "val_size": 500}
-PARAMETERS = {
-    "q1": {"models": ["fc:1x20", "lenet5"], "num_train": 300, **TINY, "seeds": [0]},
-    "q2": {"datasets": ["fashionmnist", "digits5k"], "num_train": 300, "heatmap_rounds": [1, 2], **TINY},
-    "q3": {
-        "optimizers": ["sgd", "adam"],
-        "lrs": {"sgd": 0.01, "adam": 0.001},
-        "num_train": 300,
-        "heatmap_rounds": [2],
-        **TINY,
-    },
-    "q4": {"search_sizes": [100, 300], "num_train": None, "dataset": "digits5k", **TINY},
-}
-ROWS = {"q1": 2 * 7, "q2": 2 * 2 * 10, "q3": 2 * 2 * 10, "q4": 2 * (9 + 4 * 3 + 4 * 5)}
-COMMON_FIGURES = ["accuracy", "early_stop", "differences"]
-FIGURES = {
-    "q1": COMMON_FIGURES,
-    "q2": [*COMMON_FIGURES, "overlap", "margin_heatmap"],
-    "q3": [*COMMON_FIGURES, "overlap", "margin_heatmap"],
-    "q4": [*COMMON_FIGURES, "overlap", "cost"],
-}
-
-
-@pytest.fixture(scope="module")
-def study_run(tmp_path_factory):
-    """The four notebooks executed by `run-all` on tiny parameter files."""
-    root = tmp_path_factory.mktemp("study")
-    params = root / "params"
-    params.mkdir()
-    for key, values in PARAMETERS.items():
-        values = {**values, "exp_root": str(root / "exp_result"), "model_root": str(root / "model_save")}
-        (params / f"{key}.yaml").write_text(yaml.safe_dump({"question": key, "parameters": values}))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lthutils",
-            "run-all",
-            str(params),
-            "--output-dir",
-            str(root / "exp_result" / "notebooks"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    executed = [Path(line.removeprefix("executed: ")) for line in result.stdout.splitlines()]
-    return root, executed, result.stderr
+from lthutils.runner import KERNEL, NOTEBOOKS_DIR, notebook_defaults
 
 
 @pytest.mark.slow
@@ -105,6 +59,57 @@ def test_executed_notebooks_show_figures_and_a_computed_conclusion(study_run):
 
 
 @pytest.mark.slow
+def test_every_figure_reads_at_report_size_and_in_a_paper_column(study_run):
+    """No text overlaps or leaves a figure, none is under 6 points at 3.5 inches, no legend
+    covers a panel; every PNG is one width, so the report shows them at one scale."""
+    root, _, _ = study_run
+    for key, frames in study.plans(root / "exp_result").items():
+        question, frame = study.QUESTIONS[key], frames[0]
+        drawn = question.draw(frame, question.evidence(frame))
+        assert sorted(drawn) == sorted(FIGURES[key])
+        for name, figure in drawn.items():
+            assert plots.layout_problems(figure) == [], (key, name)
+            figure.clf()
+    widths = {Image.open(png).width for png in (root / "exp_result" / "figures").glob("*.png")}
+    assert widths == {round(plots.FIGURE_WIDTH * plots.DPI)}
+
+
+@pytest.mark.slow
+def test_progress_shows_as_output_not_as_errors_in_executed_notebooks(study_run):
+    _, executed, _ = study_run
+    for path in executed:
+        outputs = [o for cell in nbformat.read(path, as_version=4).cells for o in cell.get("outputs", [])]
+        streams = [o for o in outputs if o["output_type"] == "stream"]
+        assert [o["name"] for o in streams if o["name"] == "stderr"] == [], path.name  # JupyterLab's pink box
+        bars = [o["text"] for o in streams if "tasks on tcp://" in o["text"]]
+        assert len(bars) == 1 and "100%" in bars[0] and "\r" not in bars[0], path.name  # only its last state
+
+
+@pytest.mark.slow
+def test_an_executed_notebook_reruns_where_it_lies_or_says_what_to_change(study_run, tmp_path):
+    """Its folders were injected as absolute paths; the Dask cluster it ran on is gone, and
+    rerunning says so in one line; with scheduler None it reruns from its own folder."""
+    root, executed, _ = study_run
+    notebook = nbformat.read(executed[0], as_version=4)
+    injected = next(c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", []))
+    values = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(injected.source).body}
+    assert values["exp_root"] == str(root / "exp_result") and os.path.isabs(values["model_root"])
+    assert values["scheduler"].startswith("tcp://127.0.0.1:")
+    rerun = dict(kernel_name=KERNEL, cwd=str(executed[0].parent), progress_bar=False)
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(str(executed[0]), str(tmp_path / "dead.ipynb"), **rerun)
+    message = f"scheduler='{values['scheduler']}' is not allowed: expected the address of a running Dask scheduler"
+    assert error.value.evalue.startswith(message) and "or None to run here" in error.value.evalue
+    failed = nbformat.read(tmp_path / "dead.ipynb", as_version=4)
+    errors = [o for cell in failed.cells for o in cell.get("outputs", []) if o["output_type"] == "error"]
+    assert len(errors) == 1 and len(errors[0]["traceback"]) == 1  # one line, no traceback
+    papermill.execute_notebook(str(executed[0]), str(tmp_path / "again.ipynb"), parameters={"scheduler": None}, **rerun)
+    again = nbformat.read(tmp_path / "again.ipynb", as_version=4)
+    assert sum("image/png" in o.get("data", {}) for cell in again.cells for o in cell.get("outputs", [])) >= 4
+    assert not (executed[0].parent / "exp_result").exists() and not (executed[0].parent.parent / "exp_result").exists()
+
+
+@pytest.mark.slow
 def test_report_collects_every_result(study_run):
     root, _, _ = study_run
     index = build_report(root / "exp_result")
@@ -136,6 +141,9 @@ def test_committed_notebooks_are_clean_with_one_parameters_cell():
     for path in notebooks:
         notebook = json.loads(path.read_text())
         assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+        # what JupyterLab fills in from the kernel on connect: anything else opens the file as modified
+        assert notebook["metadata"]["language_info"] == IPythonKernel.language_info, path.name
+        assert path.read_text() == json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
         code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
         assert all(c["outputs"] == [] and c["execution_count"] is None for c in code), path.name
         tagged = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
