@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             "--output-dir", type=Path, default=Path("exp_result/notebooks"), help="where executed notebooks go"
         )
         notebook_command.add_argument(
-            "--verbose", action="store_true", help="also show Dask's log lines and each notebook cell's output"
+            "--verbose", action="store_true", help="also show Dask's log lines and each notebook cell's start and end"
         )
     for notebook_command in (run_one, run_folder, preview):
         notebook_command.add_argument(

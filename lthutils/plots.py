@@ -74,38 +74,47 @@ def _wrap(text: str, inches: float = FIGURE_WIDTH, points: float = 11) -> str:
     return textwrap.fill(text, int(inches * 72 / (0.55 * points)))
 
 
-def _panels(count: int, legend_rows: int = 0, sharey: bool = False) -> tuple[plt.Figure, list[plt.Axes]]:
-    """`count` panels two to a row on a FIGURE_WIDTH figure, room above for `legend_rows`."""
+def _panels(count: int, sharey: bool = False) -> tuple[plt.Figure, list[plt.Axes]]:
+    """`count` panels two to a row on a FIGURE_WIDTH figure (_legend adds the legend's height)."""
     columns = min(count, 2)
     rows = math.ceil(count / columns)
-    height = rows * PANEL_HEIGHT + 0.6 + 0.22 * legend_rows
     figure, axes = plt.subplots(
-        rows, columns, figsize=(FIGURE_WIDTH, height), layout="constrained", squeeze=False, sharey=sharey
-    )
+        rows, columns, figsize=(FIGURE_WIDTH, rows * PANEL_HEIGHT + 0.5), layout="constrained", squeeze=False,
+        sharey=sharey,
+    )  # fmt: skip
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return figure, list(axes.flat[:count])
 
 
-def _legend_columns(labels: list[str]) -> int:
-    """As many columns as the widest label lets fit across the figure."""
-    widest = max(len(label) for label in labels) * 0.55 * SMALLEST_FONT + 3 * SMALLEST_FONT  # text + handle, points
-    return max(1, min(len(labels), int(FIGURE_WIDTH * 72 * 0.95 // widest)))
+def _label(figure: plt.Figure, axes: list[plt.Axes], titles: list[str] | None, xlabel: str, ylabel: str) -> None:
+    """Panel titles wrapped to a panel's width, the y label on each row's first panel (a label
+    centred on the figure would run into the legend above), one x label under all."""
+    width = FIGURE_WIDTH / min(len(axes), 2) - 0.4
+    for index, ax in enumerate(axes):
+        ax.set_title(_wrap(titles[index], width) if titles and titles[index] else "")
+        ax.set_xlabel("")
+        ax.set_ylabel(_wrap(ylabel, PANEL_HEIGHT - 0.5) if index % 2 == 0 else "")
+    figure.supxlabel(xlabel)
 
 
 def _legend(figure: plt.Figure, handles: list) -> None:
-    figure.legend(
-        handles=handles,
-        loc="outside upper center",
-        ncol=_legend_columns([h.get_label() for h in handles]),
-        frameon=False,
-        handlelength=2.4,
-        columnspacing=1.2,
-    )
-
-
-def _legend_rows(labels: list[str]) -> int:
-    return math.ceil(len(labels) / _legend_columns(labels))
+    """Above the panels, in as many columns as fit the figure's width; the figure grows by its height."""
+    renderer = figure.canvas.get_renderer()
+    for columns in range(min(len(handles), 4), 0, -1):
+        legend = figure.legend(
+            handles=handles,
+            loc="outside upper center",
+            ncol=columns,
+            frameon=False,
+            handlelength=2.4,
+            columnspacing=1.2,
+        )
+        extent = legend.get_window_extent(renderer)
+        if extent.width / figure.dpi <= FIGURE_WIDTH - 0.1 or columns == 1:
+            break
+        legend.remove()
+    figure.set_figheight(figure.get_figheight() + extent.height / figure.dpi + 0.1)
 
 
 def _log_ticks(low: float, high: float, room: int) -> list[float]:
@@ -217,7 +226,7 @@ def _curves(data: pd.DataFrame, y: str, ylabel: str, hue: str, hue_order: list |
         handles = [Line2D([], [], color=c, label=name) for name, c in colours.items()]
         handles += [_kind_handle(kind) for kind in kinds]
     panels = sorted(data[panel].unique()) if panel else [None]
-    figure, axes = _panels(len(panels), _legend_rows([h.get_label() for h in handles]))
+    figure, axes = _panels(len(panels))
     top, bottom = data["weights_remaining_pct"].max(), data["weights_remaining_pct"].min()
     for ax, name in zip(axes, panels):
         sns.lineplot(
@@ -236,15 +245,13 @@ def _curves(data: pd.DataFrame, y: str, ylabel: str, hue: str, hue_order: list |
             ax=ax,
         )
         _log_sparsity(ax, top, bottom, room=5 if len(panels) > 1 else 9)
-        ax.set(title=name or "", xlabel="", ylabel="")
-    _legend(figure, handles)
     xlabel = WEIGHTS_LABEL
     diverged = data["diverged"].eq(True) if "diverged" in data else pd.Series(False, data.index)
     if diverged.any():
         runs = len(data[diverged].drop_duplicates(["run_id", "seed", "round", "kind"]))
         xlabel += "\n" + _wrap(f"{runs} diverged training run(s) (validation loss not finite) left out of the lines")
-    figure.supxlabel(xlabel)
-    figure.supylabel(ylabel)
+    _label(figure, axes, panels if panel else None, xlabel, ylabel)
+    _legend(figure, handles)
     return figure
 
 
@@ -276,7 +283,7 @@ def overlap_vs_sparsity(overlap: pd.DataFrame) -> plt.Figure:
     colours = dict(zip(pairs, sns.color_palette(PALETTE, len(pairs)).as_hex()))
     markers = dict(zip(pairs, itertools.cycle("osD^v")))
     handles = [Line2D([], [], color=colours[p], marker=markers[p], label=p) for p in pairs]
-    figure, axes = _panels(len(layers), _legend_rows(pairs), sharey=True)
+    figure, axes = _panels(len(layers), sharey=True)
     top, bottom = overlap["weights_remaining_pct"].max(), overlap["weights_remaining_pct"].min()
     for ax, layer in zip(axes, layers):
         sns.lineplot(
@@ -296,10 +303,8 @@ def overlap_vs_sparsity(overlap: pd.DataFrame) -> plt.Figure:
         )
         ax.axhline(0, color="#555555", linewidth=0.8)
         _log_sparsity(ax, top, bottom, room=5 if len(layers) > 1 else 9)
-        ax.set(title=layer, xlabel="", ylabel="")
+    _label(figure, axes, layers, WEIGHTS_LABEL, "mask overlap beyond chance")
     _legend(figure, handles)
-    figure.supxlabel(WEIGHTS_LABEL)
-    figure.supylabel("mask overlap beyond chance")
     return figure
 
 
@@ -315,7 +320,7 @@ def paired_differences(verdicts: pd.DataFrame, delta: float) -> plt.Figure:
     handles = [Line2D([], [], color=colours[s], label=s) for s in settings]
     handles += [Line2D([], [], color="#555555", marker=m, linestyle="", label=v) for v, m in VERDICT_MARKERS.items()]
     handles.append(Patch(color="#dddddd", label=f"+-{delta} points"))
-    figure, axes = _panels(len(comparisons), _legend_rows([h.get_label() for h in handles]))
+    figure, axes = _panels(len(comparisons))
     top, bottom = verdicts["weights_remaining_pct"].max(), verdicts["weights_remaining_pct"].min()
     for ax, comparison in zip(axes, comparisons):
         cells = verdicts[verdicts["comparison"] == comparison]
@@ -338,10 +343,8 @@ def paired_differences(verdicts: pd.DataFrame, delta: float) -> plt.Figure:
                 chosen = line["verdict"] == verdict
                 ax.scatter(x[chosen], line.loc[chosen, "mean"], marker=marker, color=colours[setting], s=30, zorder=3)
         _log_sparsity(ax, top, bottom, room=5 if len(comparisons) > 1 else 9)
-        ax.set_title(comparison)
+    _label(figure, axes, comparisons, WEIGHTS_LABEL, "paired difference at early stop (points)")
     _legend(figure, handles)
-    figure.supxlabel(WEIGHTS_LABEL)
-    figure.supylabel("paired difference at early stop\n(points, 95% interval)")
     return figure
 
 
@@ -367,9 +370,13 @@ def margin_heatmap(cells: pd.DataFrame, axis: str, verb: str) -> plt.Figure:
             vmax=limit,
             cbar=False,
         )
-        ax.set_title(f"{level:.3g}% of weights remaining")
-        ax.tick_params(axis="y", labelrotation=90)
-        ax.set(xlabel=f"trained {verb}", ylabel=f"found {verb}")
+        ax.set_title(f"{level:.3g}% of weights")
+        ax.set_xlabel(f"trained {verb}")
+        if ax is axes[0]:  # the rows are the same in every panel: named once, written across
+            ax.tick_params(axis="y", labelrotation=0)
+            ax.set_ylabel(f"found {verb}")
+        else:
+            ax.set(yticklabels=[], ylabel="")
     figure.colorbar(
         ScalarMappable(Normalize(-limit, limit), "PuOr"),
         ax=axes,
@@ -388,7 +395,7 @@ def cost_vs_accuracy(costs: pd.DataFrame) -> plt.Figure:
     colours = dict(zip(pipelines, sns.color_palette(PALETTE, len(pipelines)).as_hex()))
     markers = dict(zip(pipelines, itertools.cycle("oXsP^Dv*")))
     handles = [Line2D([], [], color=colours[p], marker=markers[p], linestyle="", label=p) for p in pipelines]
-    figure, axes = _panels(2, _legend_rows(pipelines), sharey=True)
+    figure, axes = _panels(2, sharey=True)
     level = sparsest["weights_remaining_pct"].iloc[0]
     for ax, column, label in (
         (axes[0], "sample_epochs", "cost (sample-epochs)"),
@@ -410,6 +417,7 @@ def cost_vs_accuracy(costs: pd.DataFrame) -> plt.Figure:
         )
         _log_cost(ax, sparsest[column].min() / 1.3, sparsest[column].max() * 1.3)
         ax.set(xlabel=label + ", log scale", ylabel="")
+    ylabel = f"test accuracy at early stop (%), {level:.3g}% of weights"
+    axes[0].set_ylabel(_wrap(ylabel, PANEL_HEIGHT - 0.5))
     _legend(figure, handles)
-    figure.supylabel(_wrap(f"test accuracy at early stop (%), {level:.3g}% of weights", figure.get_figheight() - 1))
     return figure

@@ -38,6 +38,8 @@ from lthutils.data import REPO_ROOT
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 KERNEL = "python3"  # the project's own interpreter: see the Makefile's kernel registration
+# The kernel's own log at ERROR: ipykernel 7 warns on every start that its loopback TCP is unencrypted.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 class NotebookError(RuntimeError):
@@ -167,6 +169,7 @@ def run(
                 **({"scheduler": scheduler_address} if scheduler_address else {}),
             },
             kernel_name=KERNEL,
+            extra_arguments=KERNEL_ARGUMENTS,
             progress_bar=True,
             # the notebook's streams (the progress bars go to a kernel's stdout) reach stderr:
             # through papermill's log with `verbose` (stderr at WARNING, stdout at INFO), else raw
@@ -274,5 +277,12 @@ def notebook_startup_seconds() -> float:
         path = Path(folder, "startup.ipynb")
         nbformat.write(notebook, path)
         started = time.perf_counter()
-        papermill.execute_notebook(str(path), str(path), kernel_name=KERNEL, progress_bar=False, cwd=str(NOTEBOOKS_DIR))
+        papermill.execute_notebook(
+            str(path),
+            str(path),
+            kernel_name=KERNEL,
+            extra_arguments=KERNEL_ARGUMENTS,
+            progress_bar=False,
+            cwd=str(NOTEBOOKS_DIR),
+        )
         return time.perf_counter() - started

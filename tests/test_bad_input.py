@@ -6,6 +6,7 @@ real process."""
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -14,6 +15,7 @@ from lthutils import __main__ as cli
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.experiments import find_tickets
 from lthutils.legacy import expIntegration
+from lthutils.runner import load_all
 
 TINY = ["--dataset", "digits5k", "--model", "fc", "--n-layers", "1", "--n-neurons", "10", "--num-train", "100"]
 TINY += ["--val-size", "50", "--rounds", "1", "--iterations", "5", "--quiet"]
@@ -187,6 +189,21 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
     assert err.count("\n") == 1 and "Traceback" not in err
     assert files(tmp_path) == before and files(tickets[0].parent) == tickets_before  # nothing written
     assert not Path("pwned").exists()
+
+
+def test_unicode_names_and_paths_with_spaces_work(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "my results ✓"
+    root.mkdir()
+    config = root / "config é.yaml"
+    config.write_text(f"exp_root: {root / 'exp é'}\nmodel_root: {root / 'models 名'}\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["imp", *TINY, "--name", "résumé 名前 ✓", "--config", str(config)]) == 0
+    (results,) = (root / "exp é" / "résumé 名前 ✓").glob("*/results.csv")
+    assert len(pd.read_csv(results)) == 3 and str(results) in capsys.readouterr().out  # rounds 0, 1, reinit
+    params = tmp_path / "my params é"
+    params.mkdir()
+    (params / "q1 ✓.yaml").write_text(yaml.safe_dump(Q1, allow_unicode=True), encoding="utf-8")
+    assert [p.path.name for p in load_all([params])] == ["q1 ✓.yaml"]
 
 
 def test_python_api_refuses_bad_input_with_the_same_messages(tmp_path):

@@ -24,6 +24,7 @@ def test_every_notebook_writes_its_rows_and_figures(study_run):
     root, executed, log = study_run
     assert [path.name.split("-")[0] for path in executed] == ["q1", "q2", "q3", "q4"]
     assert "seed 0 round 2 reinit: 100%" in log and "Executing" in log  # tqdm bars of notebooks and papermill
+    assert "tasks on tcp://" in log and "Kernel is running over TCP" not in log  # the kernel's bar, not its noise
     plans = study.plans(root / "exp_result")
     assert sorted(plans) == ["q1", "q2", "q3", "q4"] and all(len(frames) == 1 for frames in plans.values())
     for key in PARAMETERS:

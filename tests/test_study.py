@@ -60,6 +60,20 @@ def test_q4_searches_each_size_at_equal_steps_and_at_equal_epochs(tmp_path):
         study.plan_q4([100, 3600], None, "digits5k", "lenet300", None, None, **common)
 
 
+def test_folders_that_cannot_exist_here_are_refused_before_any_work(tmp_path):
+    """An executed notebook moved to another machine holds absolute folders that are not there."""
+    moved = {**COMMON, "exp_root": str(tmp_path / "gone" / "exp_result"), "model_root": str(tmp_path / "m")}
+    units = study.plan_q1("digits5k", ["fc:1x10"], 100, None, None, ["reinit"], **moved)
+    with pytest.raises(ConfigError, match="^exp_root='.*/gone/exp_result' is not allowed: expected a folder, or a new"):
+        study.run(units)
+    (tmp_path / "file").write_text("")
+    folders = {"exp_root": str(tmp_path / "e"), "model_root": str(tmp_path / "file")}
+    units = study.plan_q1("digits5k", ["fc:1x10"], 100, None, None, ["reinit"], **{**COMMON, **folders})
+    with pytest.raises(ConfigError, match="^model_root='.*/file' is not allowed"):
+        study.check(units)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written
+
+
 def test_parse_model():
     assert study.parse_model("fc:2x300") == {"model": "fc", "n_layers": 2, "n_neurons": 300}
     assert study.parse_model("conv4") == {"model": "conv4"}
