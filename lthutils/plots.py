@@ -208,6 +208,16 @@ def layout_problems(figure: plt.Figure) -> list[str]:
 # --- lines against sparsity ------------------------------------------------------------------
 
 
+def _by_group(column: str, names: list[str], linestyle: str = "-") -> tuple[dict, list[Line2D]]:
+    """Seaborn keywords giving each of `names` (values of `column`) a colour and a marker of
+    its own, and the legend's entries for them."""
+    colours = dict(zip(names, sns.color_palette(PALETTE, len(names)).as_hex()))
+    markers = dict(zip(names, itertools.cycle("oXsP^Dv*")))
+    styled = {"hue": column, "hue_order": names, "palette": colours, "markers": markers}
+    handles = [Line2D([], [], color=colours[n], marker=markers[n], linestyle=linestyle, label=n) for n in names]
+    return {**styled, "style": column, "style_order": names}, handles
+
+
 def _kind_handle(kind: str, colour: str = "#444444") -> Line2D:
     style = {"linestyle": "-"} if DASHES[kind] == "" else {"dashes": DASHES[kind]}
     return Line2D([], [], color=colour, marker=MARKERS[kind], label=kind, **style)
@@ -279,10 +289,7 @@ def overlap_vs_sparsity(overlap: pd.DataFrame) -> plt.Figure:
     """Chance-corrected Jaccard overlap (0: independent random masks, 1: the same mask) of each
     pair of masks against weights remaining, overall and per layer; mean and sd over pairs."""
     layers = ["overall", *[name for name in dict.fromkeys(overlap["layer"]) if name != "overall"]]
-    pairs = list(dict.fromkeys(overlap["pair"]))
-    colours = dict(zip(pairs, sns.color_palette(PALETTE, len(pairs)).as_hex()))
-    markers = dict(zip(pairs, itertools.cycle("osD^v")))
-    handles = [Line2D([], [], color=colours[p], marker=markers[p], label=p) for p in pairs]
+    styled, handles = _by_group("pair", list(dict.fromkeys(overlap["pair"])))
     figure, axes = _panels(len(layers), sharey=True)
     top, bottom = overlap["weights_remaining_pct"].max(), overlap["weights_remaining_pct"].min()
     for ax, layer in zip(axes, layers):
@@ -290,12 +297,7 @@ def overlap_vs_sparsity(overlap: pd.DataFrame) -> plt.Figure:
             data=overlap[overlap["layer"] == layer],
             x="weights_remaining_pct",
             y="chance_corrected",
-            hue="pair",
-            hue_order=pairs,
-            palette=colours,
-            style="pair",
-            style_order=pairs,
-            markers=markers,
+            **styled,
             dashes=False,
             errorbar="sd",
             legend=False,
@@ -391,10 +393,7 @@ def cost_vs_accuracy(costs: pd.DataFrame) -> plt.Figure:
     """Q4: each pipeline's whole cost (search and final training; sample-epochs and seconds) at
     the sparsest round against the accuracy it reached on the whole set, one point per seed."""
     sparsest = costs[costs["round"] == costs["round"].max()]
-    pipelines = list(dict.fromkeys(sparsest["pipeline"]))
-    colours = dict(zip(pipelines, sns.color_palette(PALETTE, len(pipelines)).as_hex()))
-    markers = dict(zip(pipelines, itertools.cycle("oXsP^Dv*")))
-    handles = [Line2D([], [], color=colours[p], marker=markers[p], linestyle="", label=p) for p in pipelines]
+    styled, handles = _by_group("pipeline", list(dict.fromkeys(sparsest["pipeline"])), linestyle="")
     figure, axes = _panels(2, sharey=True)
     level = sparsest["weights_remaining_pct"].iloc[0]
     for ax, column, label in (
@@ -405,12 +404,7 @@ def cost_vs_accuracy(costs: pd.DataFrame) -> plt.Figure:
             data=sparsest,
             x=column,
             y="accuracy",
-            hue="pipeline",
-            hue_order=pipelines,
-            palette=colours,
-            style="pipeline",
-            style_order=pipelines,
-            markers=markers,
+            **styled,
             s=45,
             legend=False,
             ax=ax,

@@ -34,9 +34,8 @@ import papermill
 
 from lthutils import study
 from lthutils.config import ConfigError, read_yaml
-from lthutils.data import REPO_ROOT
 
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS_DIR = study.NOTEBOOKS_DIR
 KERNEL = "python3"  # the project's own interpreter: see the Makefile's kernel registration
 # The kernel's own log at ERROR: ipykernel 7 warns on every start that its loopback TCP is unencrypted.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
@@ -127,16 +126,11 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
 
 def plan(parameter_file: ParameterFile) -> list[study.Unit]:
     """The units of work the notebook will run with these parameters."""
-    values = {**parameter_file.defaults, **parameter_file.parameters, **_folders(parameter_file)}
-    del values["scheduler"]  # where the units run, not what they are
-    return parameter_file.question.plan(**values)
-
-
-def _folders(parameter_file: ParameterFile) -> dict[str, str]:
-    """exp_root and model_root as absolute paths: the notebook runs in notebooks/, where its
-    relative paths start, and its executed copy elsewhere must find the same folders."""
     values = {**parameter_file.defaults, **parameter_file.parameters}
-    return {name: os.path.normpath(NOTEBOOKS_DIR / values[name]) for name in ("exp_root", "model_root")}
+    del values["scheduler"]  # where the units run, not what they are
+    for name in ("exp_root", "model_root"):  # as the notebook resolves them
+        values[name] = study.notebook_folder(name, values[name])
+    return parameter_file.question.plan(**values)
 
 
 def run(
@@ -147,7 +141,6 @@ def run(
 ) -> Path:
     """Execute the notebook with papermill; return the executed notebook's path. With a Dask
     `scheduler_address`, the notebook submits its units there (its `scheduler` parameter).
-    exp_root and model_root go in as absolute paths, so the executed copy reruns where it lies.
     The notebook's stream output (its progress bars, prints, warnings) is shown on stderr; with
     `verbose`, also each cell's start and end."""
     output_dir = Path(output_dir)
@@ -163,11 +156,7 @@ def run(
         papermill.execute_notebook(
             str(parameter_file.notebook),
             str(running),
-            parameters={
-                **parameter_file.parameters,
-                **_folders(parameter_file),
-                **({"scheduler": scheduler_address} if scheduler_address else {}),
-            },
+            parameters={**parameter_file.parameters, **({"scheduler": scheduler_address} if scheduler_address else {})},
             kernel_name=KERNEL,
             extra_arguments=KERNEL_ARGUMENTS,
             progress_bar=True,

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from lthutils import analysis
 from lthutils.config import ConfigError, ExperimentConfig
-from lthutils.data import training_examples
+from lthutils.data import REPO_ROOT, training_examples
 from lthutils.experiments import evaluate_tickets, find_tickets, prepare
 from lthutils.results import divergence_note, read_results, write_json
 
@@ -74,6 +74,18 @@ class Unit:
         if self.source is None:
             return f"{self.config.name}: search {self.config.run_id()} seeds {seeds}"
         return f"{self.config.name}: tickets of {self.source.run_id()} trained as {self.config.run_id()} seeds {seeds}"
+
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
+def notebook_folder(name: str, path: str) -> str:
+    """A notebook's exp_root or model_root (`name`): a relative path starts at the project's
+    notebooks/ folder, wherever the notebook runs (its executed copy under exp_result/notebooks/,
+    papermill's working directory)."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError(name, path, "a folder path, relative to the project's notebooks/ folder or absolute")
+    return path if os.path.isabs(path) else os.path.normpath(NOTEBOOKS_DIR / path)
 
 
 def check(units: list[Unit]) -> None:

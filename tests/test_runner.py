@@ -33,9 +33,12 @@ def q1(**parameters):
         (q1(epoch=3), "{path}: epoch=3 is not allowed: expected a parameter of q1_model_scale.ipynb: dataset, "),
         (q1(rounds="5"), "{path}: rounds='5' is not allowed: expected an integer like the default 7"),
         (q1(rounds=2.5), "{path}: rounds=2.5 is not allowed: expected an integer like the default 7"),
-        (q1(models="lenet5"), "{path}: models='lenet5' is not allowed: expected a list like the default"),
+        (q1(models="lenet5"), "{path}: models='lenet5' is not allowed: expected a list of strings like the default"),
         (q1(quiet="yes"), "{path}: quiet='yes' is not allowed: expected true or false like the default False"),
-        (q1(seeds=None), "{path}: seeds=None is not allowed: expected a list like the default [0, 1, 2, 3, 4]"),
+        (
+            q1(seeds=None),
+            "{path}: seeds=None is not allowed: expected a list of integers like the default [0, 1, 2, 3, 4]",
+        ),
         (q1(exp_root=None), "{path}: exp_root=None is not allowed: expected a string like the default"),
         (
             q1(controls=["random_mask"]),
@@ -89,10 +92,10 @@ def test_missing_dataset_offline_is_refused(tmp_path, monkeypatch):
 def test_notebook_defaults_and_shipped_quick_files_check(tmp_path):
     for key in runner.study.QUESTIONS:  # "Run all" in JupyterLab must work with the defaults
         assert runner.load_parameter_file(write(tmp_path, {"question": key}, f"{key}.yaml")).parameters == {}
-    for path in sorted(runner.REPO_ROOT.glob("params/quick/*.yaml")):
+    for path in sorted(runner.NOTEBOOKS_DIR.parent.glob("params/quick/*.yaml")):
         checked = runner.load_parameter_file(path)
         assert checked.question.key == path.stem
-    for path in sorted(runner.REPO_ROOT.glob("params/full/*.yaml")):
+    for path in sorted(runner.NOTEBOOKS_DIR.parent.glob("params/full/*.yaml")):
         content = yaml.safe_load(path.read_text())  # full parameters need MNIST: check all but the data
         defaults = runner.notebook_defaults(runner.NOTEBOOKS_DIR / runner.study.QUESTIONS[content["question"]].notebook)
         assert set(content["parameters"]) <= set(defaults), path
@@ -104,7 +107,10 @@ def test_notebook_defaults_and_shipped_quick_files_check(tmp_path):
         assert {u.config.iterations for u in units if u.config.num_train is None} == {10000}  # Q4's equal epochs: fewer
         assert all(u.config.lr == {"adam": 0.0012, "sgd": 0.01}[u.config.optimizer] for u in units)
         assert {u.config.dataset for u in units} <= {"mnist", "fashionmnist"}
-    full = {p.stem: yaml.safe_load(p.read_text())["parameters"] for p in runner.REPO_ROOT.glob("params/full/*.yaml")}
+    full = {
+        p.stem: yaml.safe_load(p.read_text())["parameters"]
+        for p in runner.NOTEBOOKS_DIR.parent.glob("params/full/*.yaml")
+    }
     assert full["q2"]["datasets"] == ["mnist", "fashionmnist"]
     assert full["q3"]["optimizers"] == ["sgd", "adam"] and full["q3"]["momentum"] == 0.9
     assert full["q4"]["search_sizes"] == [100, 1000, 10000]

@@ -74,6 +74,14 @@ def test_folders_that_cannot_exist_here_are_refused_before_any_work(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written
 
 
+def test_a_notebooks_relative_folders_start_at_the_projects_notebooks_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an executed copy runs elsewhere: the working directory does not count
+    assert study.notebook_folder("exp_root", "../exp_result") == str(study.NOTEBOOKS_DIR.parent / "exp_result")
+    assert study.notebook_folder("model_root", "/abs/models") == "/abs/models"
+    with pytest.raises(ConfigError, match="^exp_root=5 is not allowed: expected a folder path"):
+        study.notebook_folder("exp_root", 5)
+
+
 def test_parse_model():
     assert study.parse_model("fc:2x300") == {"model": "fc", "n_layers": 2, "n_neurons": 300}
     assert study.parse_model("conv4") == {"model": "conv4"}
