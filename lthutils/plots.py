@@ -78,10 +78,8 @@ def _panels(count: int, sharey: bool = False) -> tuple[plt.Figure, list[plt.Axes
     """`count` panels two to a row on a FIGURE_WIDTH figure (_legend adds the legend's height)."""
     columns = min(count, 2)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(FIGURE_WIDTH, rows * PANEL_HEIGHT + 0.5), layout="constrained", squeeze=False,
-        sharey=sharey,
-    )  # fmt: skip
+    size = (FIGURE_WIDTH, rows * PANEL_HEIGHT + 0.5)
+    figure, axes = plt.subplots(rows, columns, figsize=size, layout="constrained", squeeze=False, sharey=sharey)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return figure, list(axes.flat[:count])
@@ -165,10 +163,9 @@ def _text_boxes(figure: plt.Figure) -> list[tuple[Text, object]]:
     for ax in figure.axes:
         for axis in (ax.xaxis, ax.yaxis):
             low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * (high - low)
             for tick in axis.get_major_ticks() + axis.get_minor_ticks():
-                if not ax.get_visible() or not low - 1e-9 * (high - low) <= tick.get_loc() <= high + 1e-9 * (
-                    high - low
-                ):
+                if not ax.get_visible() or not low - slack <= tick.get_loc() <= high + slack:
                     undrawn |= {id(tick.label1), id(tick.label2)}
     renderer = figure.canvas.get_renderer()
     return [
@@ -213,9 +210,9 @@ def _by_group(column: str, names: list[str], linestyle: str = "-") -> tuple[dict
     its own, and the legend's entries for them."""
     colours = dict(zip(names, sns.color_palette(PALETTE, len(names)).as_hex()))
     markers = dict(zip(names, itertools.cycle("oXsP^Dv*")))
-    styled = {"hue": column, "hue_order": names, "palette": colours, "markers": markers}
+    styled = dict(hue=column, hue_order=names, palette=colours, style=column, style_order=names, markers=markers)
     handles = [Line2D([], [], color=colours[n], marker=markers[n], linestyle=linestyle, label=n) for n in names]
-    return {**styled, "style": column, "style_order": names}, handles
+    return styled, handles
 
 
 def _kind_handle(kind: str, colour: str = "#444444") -> Line2D:

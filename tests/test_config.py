@@ -45,7 +45,7 @@ def test_run_id_is_stable_and_ignores_non_identity_fields():
         ("prune_rate", 1.0, "strictly between 0 and 1"),
         ("prune_rate", 0, "strictly between 0 and 1"),
         ("prune_rate_output", -0.1, "strictly between 0 and 1"),
-        ("prune_rate_conv", "0.1", "a number or null"),
+        ("prune_rate_conv", "0.1", "a finite number or null"),
         ("epochs", 0, "a positive integer"),
         ("epochs", 2.5, "an integer or null"),
         ("iterations", -3, "a positive integer"),
@@ -59,7 +59,12 @@ def test_run_id_is_stable_and_ignores_non_identity_fields():
         ("seeds", (), "a non-empty list"),
         ("seeds", (1, 1), "distinct seeds"),
         ("eval_every", -1, "a non-negative integer"),
-        ("name", "a/b", "a folder name without '/'"),
+        ("name", "a/b", "a folder name of at most 100 characters without '/'"),
+        ("name", "n" * 101, "a folder name of at most 100 characters"),
+        ("name", "a\nb", "printable characters"),
+        ("exp_root", "out\x00put", "printable characters"),
+        ("lr", float("inf"), "a finite number or null"),
+        ("momentum", float("nan"), "a finite number"),
     ],
 )
 def test_bad_values_name_field_value_and_allowed(field, value, allowed):
