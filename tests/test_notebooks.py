@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
 import nbformat
 import pandas as pd
 import papermill
@@ -70,7 +71,7 @@ def test_every_figure_reads_at_report_size_and_in_a_paper_column(study_run):
         assert sorted(drawn) == sorted(FIGURES[key])
         for name, figure in drawn.items():
             assert plots.layout_problems(figure) == [], (key, name)
-            figure.clf()
+            plt.close(figure)
     widths = {Image.open(png).width for png in (root / "exp_result" / "figures").glob("*.png")}
     assert widths == {round(plots.FIGURE_WIDTH * plots.DPI)}
 
