@@ -128,9 +128,9 @@ def _log_ticks(low: float, high: float, room: int) -> list[float]:
 
 def _log_sparsity(ax: plt.Axes, top: float, bottom: float, room: int = 5) -> None:
     """Log scale from dense (left) to sparse (right), ticks at round percentages and at the
-    sparsest level when no round tick is near it."""
+    sparsest level when no round tick is within half the spacing `room` ticks would have."""
     ticks = _log_ticks(bottom / 1.15, top * 1.15, room)
-    if min(ticks) / bottom >= 1.45:
+    if min(ticks) / bottom >= (1.15**2 * top / bottom) ** (1 / (2 * room)):
         ticks.append(bottom)
     _log_x(ax, top * 1.15, bottom / 1.15, ticks, [f"{t:.3g}" for t in ticks])
 
