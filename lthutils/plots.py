@@ -69,9 +69,9 @@ def save(figure: plt.Figure, figures_dir: str | Path, name: str) -> Path:
 # --- layout ----------------------------------------------------------------------------------
 
 
-def _wrap(text: str, inches: float = FIGURE_WIDTH, points: float = 11) -> str:
-    """Wrap to `inches` (a character is about half its point size wide)."""
-    return textwrap.fill(text, int(inches * 72 / (0.55 * points)))
+def _wrap(text: str, inches: float = FIGURE_WIDTH) -> str:
+    """Wrap 11-point text to `inches` (a character is about half its point size wide)."""
+    return textwrap.fill(text, int(inches * 72 / (0.55 * 11)))
 
 
 def _panels(count: int, sharey: bool = False) -> tuple[plt.Figure, list[plt.Axes]]:

@@ -111,7 +111,7 @@ CASES = {  # name: (arguments, the start of the message after "error: ")
     "huge config file": (["imp", "--config", "huge.yaml"], "--config='huge.yaml' is not allowed: expected a YAML file"),
     "parameter file linked to a device": (
         ["run", "zero.yaml"],
-        "parameter file='zero.yaml' is not allowed: expected a",
+        "parameter file='zero.yaml' is not allowed: expected a regular YAML file (not a folder, device or pipe)",
     ),
     "parameter file a broken link": (
         ["run", "dangling.yaml"],
