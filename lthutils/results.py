@@ -54,6 +54,8 @@ RESULT_COLUMNS = [
     "diverged",
     "checksum",
 ]
+# read as text whatever they look like: a hex checksum such as "1431049365839e58" parses as a number
+TEXT_COLUMNS = ["run_id", "kind", "dataset", "optimizer", "model", "checksum", "nonzero_by_layer", "curve"]
 LOG = logging.getLogger("lthutils")
 
 
@@ -156,7 +158,8 @@ def read_results(path: Path, content: bytes | None = None) -> pd.DataFrame:
     read from elsewhere (a cluster task's copy of `path`)."""
 
     def read(**options) -> pd.DataFrame:
-        return pd.read_csv(path if content is None else io.BytesIO(content), **options)
+        source = path if content is None else io.BytesIO(content)
+        return pd.read_csv(source, dtype=dict.fromkeys(TEXT_COLUMNS, str), **options)
 
     try:
         frame = read()

@@ -1,3 +1,4 @@
+import itertools
 import json
 import os
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from lthutils.config import ConfigError
-from lthutils.results import RunStore, load_tensors, provenance, summarize, write_atomic, write_json
+from lthutils.results import RunStore, _row_checksum, load_tensors, provenance, summarize, write_atomic, write_json
 
 
 def test_atomic_write_replaces_whole_files(tmp_path):
@@ -74,3 +75,23 @@ def test_a_file_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="corrupt or unsafe"):
         load_tensors(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+def test_a_checksum_that_looks_like_a_number_is_read_as_text(tmp_path):
+    """A hex checksum of digits and one "e" (about 1 row in 1,300) parsed as a float once: the row
+    failed its checksum and the next append dropped it."""
+    rows = ({"seed": 0, "round": 0, "kind": "ticket", "train_seconds": i / 1000} for i in itertools.count())
+    numeric = next(row for row in rows if _numeric(_row_checksum({"run_id": "run-1", **row})))
+    store = RunStore(tmp_path, "name", "run-1", tmp_path)
+    store.append(numeric)
+    store.append({"seed": 0, "round": 1, "kind": "ticket", "train_seconds": 1.0})
+    assert store.done() == {(0, 0, "ticket"), (0, 1, "ticket")}
+    assert store.results()["train_seconds"].iloc[0] == numeric["train_seconds"]
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
