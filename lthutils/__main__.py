@@ -14,7 +14,6 @@ from typing import NoReturn
 from lthutils.config import ConfigError, ExperimentConfig, read_yaml
 from lthutils.data import load_dataset
 from lthutils.experiments import evaluate_tickets, find_tickets
-from lthutils.results import summarize
 
 # CLI flag -> config field, for the flags whose names differ from the field's.
 FLAG_FIELDS = {"rate": "prune_rate", "rate_conv": "prune_rate_conv", "rate_output": "prune_rate_output"}
@@ -125,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
+        if args.command in ("imp", "evaluate", "summarize"):
+            from lthutils.report import summarize  # seaborn and matplotlib: only once there is a table
         if args.command == "imp":
             config = config_from_args(args)
             tickets = find_tickets(config)

@@ -525,7 +525,7 @@ def draw_q4(frame: pd.DataFrame, evidence: Evidence) -> dict[str, Figure]:
     settled = with_settings_q4(frame)
     trained = settled[settled["num_train"] == q4_whole(frame)]
     order = list(dict.fromkeys(sorted(trained["setting"], key=lambda s: (s.startswith("all"), s))))
-    drawn = _common_figures(trained, evidence, "setting", None, order)
+    drawn = _common_figures(trained, evidence, "setting", "kind", order)  # 5 settings x 4 kinds: a panel per kind
     drawn["cost"] = plots.cost_vs_accuracy(pipeline_costs(settled))
     return drawn
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lthutils import analysis, plots, study
-from lthutils.config import ConfigError
-from lthutils.results import divergence_note, read_results, summarize, write_atomic
+from lthutils import analysis, plots, stats, study
+from lthutils.config import CONTROLS, KINDS, ConfigError
+from lthutils.results import divergence_note, read_results, write_atomic
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 img{max-width:100%;border:1px solid #ddd;margin:.5em 0}table{border-collapse:collapse;font-size:.85em}
@@ -130,3 +130,55 @@ def build_report(exp_root: str | Path = "exp_result") -> Path:
     )
     write_atomic(page_dir / "index.html", page.encode())
     return page_dir / "index.html"
+
+
+def summarize(path: Path) -> str:
+    """A markdown table of a results.csv: per round, mean ± std over seeds of each kind's
+    test accuracy (percent) at the early-stopping iteration and at the end of training; then the
+    runs that diverged and the sparsest round's paired differences (_margins)."""
+    if not Path(path).is_file():
+        raise ConfigError("results", str(path), "an existing results.csv")
+    frame = read_results(path)
+    if frame.empty:
+        raise ConfigError("results", str(path), "a results.csv with rows that pass their checksums (see the warnings)")
+    kinds = [k for k in KINDS if k in set(frame["kind"])]
+    table = frame.groupby("round").agg(weights_remaining=("weights_remaining", "first"))
+    table["weights remaining (%)"] = (100 * table.pop("weights_remaining")).map("{:.1f}".format)
+    for metric, label in (("test_acc_at_early_stop", "acc at early stop (%)"), ("test_acc", "final acc (%)")):
+        for kind in kinds:
+            spread = frame[frame["kind"] == kind].groupby("round")[metric].agg(["mean", "std"])
+            text = (
+                (100 * spread["mean"]).map("{:.2f}".format)
+                + " ± "
+                + (100 * spread["std"].fillna(0)).map("{:.2f}".format)
+            )
+            table[f"{kind} {label}"] = text
+    table["seeds"] = frame.groupby("round")["seed"].nunique()
+    markdown = table.fillna("").reset_index().to_markdown(index=False, disable_numparse=True)
+    return markdown + divergence_note(frame) + _margins(frame)
+
+
+def _margins(frame: pd.DataFrame) -> str:
+    """A sentence on the sparsest round: the ticket minus each control and minus the dense network
+    (round 0), paired by seed, as the mean and 95% t interval in points."""
+    last = int(frame["round"].max())
+    of = {(r, kind): rows for (r, kind), rows in frame.groupby(["round", "kind"])}
+    if last == 0 or (last, "ticket") not in of:
+        return ""
+    others = [(kind, of[(last, kind)]) for kind in CONTROLS if (last, kind) in of]
+    if (0, "ticket") in of:
+        others.append(("the dense network (round 0)", of[(0, "ticket")]))
+    parts = []
+    for name, other in others:
+        texts = []
+        for metric, when in (("test_acc_at_early_stop", "at early stop"), ("test_acc", "at the end")):
+            differences = stats.paired(of[(last, "ticket")], other, ["seed"], metric)["difference"].to_numpy()
+            low, high = stats.t_interval(differences)
+            interval = f" [{low:+.2f}, {high:+.2f}]" if len(differences) > 1 else ""
+            texts.append(f"{differences.mean():+.2f}{interval} {when}" if len(differences) else f"no pair {when}")
+        parts.append(f"{name} {', '.join(texts)} ({len(differences)} seeds)")
+    remaining = 100 * of[(last, "ticket")]["weights_remaining"].iloc[0]
+    return (
+        f"\n\nTickets at round {last} ({remaining:.1f}% of weights remaining) minus, paired by seed "
+        "(mean [95% t interval], points): " + "; ".join(parts) + "."
+    )

@@ -27,7 +27,7 @@ import numpy
 import pandas as pd
 import torch
 
-from lthutils.config import CONTROLS, KINDS, ConfigError
+from lthutils.config import ConfigError
 
 RESULT_COLUMNS = [
     "run_id",
@@ -282,29 +282,6 @@ def provenance(dataset_source: str, device: str) -> dict[str, Any]:
     }
 
 
-def summarize(path: Path) -> str:
-    """A markdown table of a results.csv: per round, mean ± std over seeds of each kind's
-    test accuracy (percent) at the early-stopping iteration and at the end of training."""
-    if not Path(path).is_file():
-        raise ConfigError("results", str(path), "an existing results.csv")
-    frame = read_results(path)
-    if frame.empty:
-        raise ConfigError("results", str(path), "a results.csv with rows that pass their checksums (see the warnings)")
-    kinds = [k for k in KINDS if k in set(frame["kind"])]
-    table = frame.groupby("round").agg(weights_remaining=("weights_remaining", "first"))
-    table["weights remaining (%)"] = (100 * table.pop("weights_remaining")).map("{:.1f}".format)
-    for metric, label in (("test_acc_at_early_stop", "acc at early stop (%)"), ("test_acc", "final acc (%)")):
-        for kind in kinds:
-            stats = frame[frame["kind"] == kind].groupby("round")[metric].agg(["mean", "std", "count"])
-            text = (
-                (100 * stats["mean"]).map("{:.2f}".format) + " ± " + (100 * stats["std"].fillna(0)).map("{:.2f}".format)
-            )
-            table[f"{kind} {label}"] = text
-    table["seeds"] = frame.groupby("round")["seed"].nunique()
-    markdown = table.fillna("").reset_index().to_markdown(index=False, disable_numparse=True)
-    return markdown + divergence_note(frame) + _margins(frame)
-
-
 def divergence_note(frame: pd.DataFrame) -> str:
     """A sentence naming the training runs that diverged (validation loss NaN or infinite), or ''."""
     diverged = frame[frame["diverged"].eq(True)] if "diverged" in frame else frame.iloc[:0]
@@ -315,22 +292,3 @@ def divergence_note(frame: pd.DataFrame) -> str:
         f"\n\n{len(diverged)} of {len(frame)} training runs diverged (validation loss not finite); "
         f"figures leave them out of their lines: {runs}."
     )
-
-
-def _margins(frame: pd.DataFrame) -> str:
-    """A sentence on the sparsest round: the ticket's mean margin over each control and round 0."""
-    means = 100 * frame.groupby(["round", "kind"])[["test_acc_at_early_stop", "test_acc"]].mean()
-    last = int(frame["round"].max())
-    if last == 0 or (last, "ticket") not in means.index:
-        return ""
-    ticket = means.loc[(last, "ticket")]
-    others = [(kind, means.loc[(last, kind)]) for kind in CONTROLS if (last, kind) in means.index]
-    if (0, "ticket") in means.index:
-        others.append(("the dense network (round 0)", means.loc[(0, "ticket")]))
-    remaining = 100 * frame.loc[frame["round"] == last, "weights_remaining"].iloc[0]
-    early, end = ticket.iloc[0], ticket.iloc[1]
-    parts = [
-        f"{name}: {early - other.iloc[0]:+.2f} points at early stop, {end - other.iloc[1]:+.2f} at the end"
-        for name, other in others
-    ]
-    return f"\n\nTickets at round {last} ({remaining:.1f}% of weights remaining) against " + "; ".join(parts) + "."

@@ -49,7 +49,8 @@ def test_imp_then_evaluate_then_summarize(tmp_path, capsys, monkeypatch):
     assert main(["summarize", str(folder)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("|")[1].strip() for line in lines if line.startswith("|")][2:] == ["0", "1"]
-    assert lines[-1].startswith("Tickets at round 1 (50.1% of weights remaining) against reinit: ")
+    assert lines[-1].startswith("Tickets at round 1 (50.1% of weights remaining) minus, paired by seed ")
+    assert " reinit " in lines[-1] and "(2 seeds)" in lines[-1]
 
 
 def test_config_file_with_flags_on_top(tmp_path, capsys, monkeypatch):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lthutils.config import ConfigError
-from lthutils.results import RunStore, _row_checksum, load_tensors, provenance, summarize, write_atomic, write_json
+from lthutils.report import summarize
+from lthutils.results import RunStore, _row_checksum, load_tensors, provenance, write_atomic, write_json
 
 
 def test_atomic_write_replaces_whole_files(tmp_path):
@@ -46,9 +47,12 @@ def test_summary_averages_over_seeds(tmp_path):
     lines = summarize(store.results_path).splitlines()
     assert "85.00 ± 7.07" in lines[2] and "100.0" in lines[2]
     assert "80.00 ± 14.14" in lines[3] and "55.00 ± 7.07" in lines[3] and "80.0" in lines[3]
+    # paired by seed: differences 20 and 30 (reinit), -10 and 0 (round 0); sem 5, t(0.975, 1 df) 12.706
     assert lines[-1] == (
-        "Tickets at round 1 (80.0% of weights remaining) against reinit: +25.00 points at early stop,"
-        " +25.00 at the end; the dense network (round 0): -5.00 points at early stop, -5.00 at the end."
+        "Tickets at round 1 (80.0% of weights remaining) minus, paired by seed (mean [95% t interval], points):"
+        " reinit +25.00 [-38.53, +88.53] at early stop, +25.00 [-38.53, +88.53] at the end (2 seeds);"
+        " the dense network (round 0) -5.00 [-68.53, +58.53] at early stop, -5.00 [-68.53, +58.53] at the end"
+        " (2 seeds)."
     )
 
 
