@@ -170,13 +170,15 @@ def _margins(frame: pd.DataFrame) -> str:
         others.append(("the dense network (round 0)", of[(0, "ticket")]))
     parts = []
     for name, other in others:
-        texts = []
+        texts, pairs = [], []
         for metric, when in (("test_acc_at_early_stop", "at early stop"), ("test_acc", "at the end")):
             differences = stats.paired(of[(last, "ticket")], other, ["seed"], metric)["difference"].to_numpy()
             low, high = stats.t_interval(differences)
             interval = f" [{low:+.2f}, {high:+.2f}]" if len(differences) > 1 else ""
             texts.append(f"{differences.mean():+.2f}{interval} {when}" if len(differences) else f"no pair {when}")
-        parts.append(f"{name} {', '.join(texts)} ({len(differences)} seeds)")
+            pairs.append(str(len(differences)))
+        seeds = pairs[0] if pairs[0] == pairs[1] else " and ".join(pairs)  # a diverged run has no final accuracy
+        parts.append(f"{name} {', '.join(texts)} ({seeds} seeds)")
     remaining = 100 * of[(last, "ticket")]["weights_remaining"].iloc[0]
     return (
         f"\n\nTickets at round {last} ({remaining:.1f}% of weights remaining) minus, paired by seed "

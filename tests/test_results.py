@@ -56,6 +56,29 @@ def test_summary_averages_over_seeds(tmp_path):
     )
 
 
+def test_summary_pairs_only_seeds_with_both_sides(tmp_path):
+    """A diverged control has an accuracy at early stop but none at the end: its seed leaves
+    only the end's pairs."""
+    rows = [
+        {"seed": s, "round": 1, "kind": k, "weights_remaining": 0.8, "test_acc_at_early_stop": a, "test_acc": end}
+        for s, k, a, end in [
+            (0, "ticket", 0.7, 0.7),
+            (1, "ticket", 0.8, 0.8),
+            (2, "ticket", 0.9, 0.9),
+            (0, "reinit", 0.6, 0.6),
+            (1, "reinit", 0.6, 0.6),
+            (2, "reinit", 0.6, None),
+        ]
+    ]
+    store = RunStore(tmp_path, "summary", "run-1", tmp_path)
+    store.append(*rows)
+    assert (
+        summarize(store.results_path)
+        .splitlines()[-1]
+        .endswith("reinit +20.00 [-4.84, +44.84] at early stop, +15.00 [-48.53, +78.53] at the end (3 and 2 seeds).")
+    )  # 10, 20, 30: sem 5.77, t(0.975, 2 df) 4.303; 10, 20: sem 5, t(0.975, 1 df) 12.706
+
+
 def test_provenance_names_versions_source_and_commit(tmp_path):
     record = provenance("debian:dataset-fashion-mnist", "cpu")
     assert record["packages"]["torch"][0].isdigit() and record["dataset_source"].startswith("debian:")
