@@ -1,8 +1,9 @@
 """run-all of a 4-task quick grid on a Dask LocalCluster: 2 worker processes against 1.
 
 The grid is one Q1 parameter file: two models (LeNet-300-100 and a 2x300 fully connected net)
-x two seeds, 3 pruning rounds of 4 epochs on 20,000 Fashion-MNIST images, i.e. 4 tasks. Each
-variant runs the whole `run-all` (notebook kernel, plan, tasks, figures) into fresh folders:
+x two seeds, 3 pruning rounds of 1,336 steps (4 epochs of batch 60) on 20,000 Fashion-MNIST
+images, i.e. 4 tasks. Each variant runs the whole `run-all` (notebook kernel, plan, tasks,
+figures) into fresh folders:
 - 1 worker with 1 torch thread, 2 workers with 1 torch thread each (the target compares these);
 - 1 worker with 2 torch threads, for comparison: one process using both cores through torch.
 Prints a table and writes bench/results/cluster.json.
@@ -30,7 +31,7 @@ GRID = {
         "models": ["lenet300", "fc:2x300"],
         "num_train": 20000,
         "rounds": 3,
-        "epochs": 4,
+        "iterations": 1336,
         "seeds": [0, 1],
         "eval_every": 100,
         "quiet": True,

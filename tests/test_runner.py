@@ -1,3 +1,4 @@
+import runpy
 import subprocess
 import sys
 
@@ -114,6 +115,14 @@ def test_notebook_defaults_and_shipped_quick_files_check(tmp_path):
     assert full["q2"]["datasets"] == ["mnist", "fashionmnist"]
     assert full["q3"]["optimizers"] == ["sgd", "adam"] and full["q3"]["momentum"] == 0.9
     assert full["q4"]["search_sizes"] == [100, 1000, 10000]
+
+
+def test_the_cluster_benchmark_grid_checks(tmp_path):
+    """bench/cluster_speed.py's grid is a parameter file of today's notebooks (it once kept `epochs`)."""
+    grid = runpy.run_path(str(runner.NOTEBOOKS_DIR.parent / "bench" / "cluster_speed.py"))["GRID"]
+    units = runner.plan(runner.load_parameter_file(write(tmp_path, grid, "grid.yaml")))
+    assert [u.config.seeds for u in units] == [(0, 1), (0, 1)]  # a cluster task per model and seed: 4
+    assert {u.config.iterations for u in units} == {1336}
 
 
 def test_cli_bad_file_is_one_line_exit_2_and_runs_nothing(tmp_path):
