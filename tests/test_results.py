@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from lthutils.config import ConfigError
-from lthutils.report import summarize
 from lthutils.results import RunStore, _row_checksum, load_tensors, provenance, write_atomic, write_json
 
 
@@ -28,55 +27,6 @@ def test_store_appends_rows_with_run_id_and_knows_what_is_done(tmp_path):
     frame = pd.read_csv(tmp_path / "exp" / "name" / "run-1" / "results.csv")
     assert list(frame["run_id"]) == ["run-1", "run-1"] and list(frame["test_acc"]) == [0.5, 0.25]
     assert store.ticket_path(2, 3) == tmp_path / "models" / "run-1" / "seed2" / "round3.pt"
-
-
-def test_summary_averages_over_seeds(tmp_path):
-    rows = [
-        {"seed": s, "round": r, "kind": k, "weights_remaining": 1 - 0.2 * r, "test_acc": a, "test_acc_at_early_stop": a}
-        for s, r, k, a in [
-            (0, 0, "ticket", 0.8),
-            (1, 0, "ticket", 0.9),
-            (0, 1, "ticket", 0.7),
-            (1, 1, "ticket", 0.9),
-            (0, 1, "reinit", 0.5),
-            (1, 1, "reinit", 0.6),
-        ]
-    ]
-    store = RunStore(tmp_path, "summary", "run-1", tmp_path)
-    store.append(*rows)
-    lines = summarize(store.results_path).splitlines()
-    assert "85.00 ± 7.07" in lines[2] and "100.0" in lines[2]
-    assert "80.00 ± 14.14" in lines[3] and "55.00 ± 7.07" in lines[3] and "80.0" in lines[3]
-    # paired by seed: differences 20 and 30 (reinit), -10 and 0 (round 0); sem 5, t(0.975, 1 df) 12.706
-    assert lines[-1] == (
-        "Tickets at round 1 (80.0% of weights remaining) minus, paired by seed (mean [95% t interval], points):"
-        " reinit +25.00 [-38.53, +88.53] at early stop, +25.00 [-38.53, +88.53] at the end (2 seeds);"
-        " the dense network (round 0) -5.00 [-68.53, +58.53] at early stop, -5.00 [-68.53, +58.53] at the end"
-        " (2 seeds)."
-    )
-
-
-def test_summary_pairs_only_seeds_with_both_sides(tmp_path):
-    """A diverged control has an accuracy at early stop but none at the end: its seed leaves
-    only the end's pairs."""
-    rows = [
-        {"seed": s, "round": 1, "kind": k, "weights_remaining": 0.8, "test_acc_at_early_stop": a, "test_acc": end}
-        for s, k, a, end in [
-            (0, "ticket", 0.7, 0.7),
-            (1, "ticket", 0.8, 0.8),
-            (2, "ticket", 0.9, 0.9),
-            (0, "reinit", 0.6, 0.6),
-            (1, "reinit", 0.6, 0.6),
-            (2, "reinit", 0.6, None),
-        ]
-    ]
-    store = RunStore(tmp_path, "summary", "run-1", tmp_path)
-    store.append(*rows)
-    assert (
-        summarize(store.results_path)
-        .splitlines()[-1]
-        .endswith("reinit +20.00 [-4.84, +44.84] at early stop, +15.00 [-48.53, +78.53] at the end (3 and 2 seeds).")
-    )  # 10, 20, 30: sem 5.77, t(0.975, 2 df) 4.303; 10, 20: sem 5, t(0.975, 1 df) 12.706
 
 
 def test_provenance_names_versions_source_and_commit(tmp_path):
