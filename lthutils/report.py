@@ -168,6 +168,8 @@ def _margins(frame: pd.DataFrame) -> str:
     others = [(kind, of[(last, kind)]) for kind in CONTROLS if (last, kind) in of]
     if (0, "ticket") in of:
         others.append(("the dense network (round 0)", of[(0, "ticket")]))
+    if not others:  # tickets trained alone (evalIntegration): nothing to pair them with
+        return ""
     parts = []
     for name, other in others:
         texts, pairs = [], []

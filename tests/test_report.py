@@ -49,3 +49,24 @@ def test_summary_pairs_only_seeds_with_both_sides(tmp_path):
         .splitlines()[-1]
         .endswith("reinit +20.00 [-4.84, +44.84] at early stop, +15.00 [-48.53, +78.53] at the end (3 and 2 seeds).")
     )  # 10, 20, 30: sem 5.77, t(0.975, 2 df) 4.303; 10, 20: sem 5, t(0.975, 1 df) 12.706
+
+
+def test_summary_of_tickets_without_controls_or_round_0_has_no_comparison(tmp_path):
+    """evalIntegration trains pruned tickets alone: the summary is the table only."""
+    store = RunStore(tmp_path, "eval", "run-1", tmp_path)
+    store.append(
+        *[
+            {
+                "seed": s,
+                "round": r,
+                "kind": "ticket",
+                "weights_remaining": 0.8**r,
+                "test_acc": 0.9,
+                "test_acc_at_early_stop": 0.9,
+            }
+            for s in (0, 1)
+            for r in (1, 2)
+        ]
+    )
+    text = summarize(store.results_path)
+    assert text.splitlines()[-1].startswith("| 2 ") and "Tickets at round" not in text
