@@ -179,8 +179,9 @@ def _margins(frame: pd.DataFrame) -> str:
             interval = f" [{low:+.2f}, {high:+.2f}]" if len(differences) > 1 else ""
             texts.append(f"{differences.mean():+.2f}{interval} {when}" if len(differences) else f"no pair {when}")
             pairs.append(str(len(differences)))
-        seeds = pairs[0] if pairs[0] == pairs[1] else " and ".join(pairs)  # a diverged run has no final accuracy
-        parts.append(f"{name} {', '.join(texts)} ({seeds} seeds)")
+        seeds = " and ".join(dict.fromkeys(pairs))  # two counts: a diverged run has no final accuracy
+        seeds += " seed, no interval" if seeds == "1" else " seeds"
+        parts.append(f"{name} {', '.join(texts)} ({seeds})")
     remaining = 100 * of[(last, "ticket")]["weights_remaining"].iloc[0]
     return (
         f"\n\nTickets at round {last} ({remaining:.1f}% of weights remaining) minus, paired by seed "

@@ -70,3 +70,30 @@ def test_summary_of_tickets_without_controls_or_round_0_has_no_comparison(tmp_pa
     )
     text = summarize(store.results_path)
     assert text.splitlines()[-1].startswith("| 2 ") and "Tickets at round" not in text
+
+
+def test_one_seed_gets_a_difference_and_no_interval(tmp_path):
+    store = RunStore(tmp_path, "one", "run-1", tmp_path)
+    store.append(
+        {
+            "seed": 0,
+            "round": 0,
+            "kind": "ticket",
+            "weights_remaining": 1.0,
+            "test_acc": 0.9,
+            "test_acc_at_early_stop": 0.9,
+        },
+        {
+            "seed": 0,
+            "round": 1,
+            "kind": "ticket",
+            "weights_remaining": 0.8,
+            "test_acc": 0.8,
+            "test_acc_at_early_stop": 0.85,
+        },
+    )
+    assert (
+        summarize(store.results_path)
+        .splitlines()[-1]
+        .endswith(": the dense network (round 0) -5.00 at early stop, -10.00 at the end (1 seed, no interval).")
+    )
