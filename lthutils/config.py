@@ -275,13 +275,12 @@ def _check_rate(name: str, value: Any, optional: bool = True) -> None:
 def validate(config: ExperimentConfig) -> None:
     """Raise ConfigError for the first field that is out of its allowed range."""
     for name in ("name", "exp_root", "model_root"):
-        _check_type(name, getattr(config, name), str)
-        if not getattr(config, name):
-            raise ConfigError(name, getattr(config, name), "a non-empty string")
-        if not getattr(config, name).isprintable():  # any script and spaces; no newline, tab or NUL
-            raise ConfigError(
-                name, getattr(config, name), "printable characters (no newline, tab or control character)"
-            )
+        value = getattr(config, name)
+        _check_type(name, value, str)
+        if not value:
+            raise ConfigError(name, value, "a non-empty string")
+        if not value.isprintable():  # any script and spaces; no newline, tab or NUL
+            raise ConfigError(name, value, "printable characters (no newline, tab or control character)")
     if "/" in config.name or config.name.startswith(".") or len(config.name) > 100:
         raise ConfigError("name", config.name, "a folder name of at most 100 characters without '/' or a leading '.'")
     _check_choice("dataset", config.dataset, DATASETS)

@@ -55,8 +55,8 @@ def test_a_file_that_would_run_code_is_refused(tmp_path):
 
 
 def test_a_checksum_that_looks_like_a_number_is_read_as_text(tmp_path):
-    """A hex checksum of digits and one "e" (about 1 row in 1,300) parsed as a float once: the row
-    failed its checksum and the next append dropped it."""
+    """A hex checksum of digits and at most one "e" (about 1 in 780) in a file's first row was once
+    read as a number: the row failed its checksum and the next append dropped it."""
     rows = ({"seed": 0, "round": 0, "kind": "ticket", "train_seconds": i / 1000} for i in itertools.count())
     numeric = next(row for row in rows if _numeric(_row_checksum({"run_id": "run-1", **row})))
     store = RunStore(tmp_path, "name", "run-1", tmp_path)
