@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -43,7 +44,9 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune-scope", help="layerwise or global")
     parser.add_argument("--reset", help="init, rewind or reinit (fresh weights each round)")
     parser.add_argument("--rewind-iteration", type=int, help="step to rewind to with --reset rewind")
-    parser.add_argument("--controls", help="comma-separated: reinit, random_mask, magnitude_init (empty for none)")
+    parser.add_argument(
+        "--controls", help="comma-separated: reinit, random_mask, magnitude_init, retrain (empty for none)"
+    )
     parser.add_argument("--seeds", type=int, help="number of seeds: 0 .. N-1")
     parser.add_argument("--num-train", type=int, help="class-stratified training subset size")
     parser.add_argument("--val-size", type=int, help="validation examples carved from the training pool")
@@ -99,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     run_folder.add_argument("folder", type=Path, help="e.g. params/quick/")
     preview = commands.add_parser("plan", help="what parameter files ask for and how long they take here")
     preview.add_argument("paths", type=Path, nargs="+", help="parameter files or folders, e.g. params/full/")
+    preview.add_argument(
+        "--effect",
+        type=float,
+        default=1.0,
+        help="a true mean difference in points: the power the files' seeds give to call it better (default 1.0)",
+    )
     for notebook_command in (run_one, run_folder):
         notebook_command.add_argument(
             "--output-dir", type=Path, default=Path("exp_result/notebooks"), help="where executed notebooks go"
@@ -115,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         notebook_command.add_argument(
             "--workers", type=int, help="worker processes of --scheduler local (default: cores)"
+        )
+        notebook_command.add_argument(
+            "--seeds-until-decided",
+            metavar="START,STEP,MAX[,SPENDING]",
+            help="every file's seeds in batches until decided: START seeds, then STEP more for each setting still "
+            "undecided, up to MAX (the parameter seeds: {start, step, max, spending}; spending obrien_fleming "
+            "(default) or pocock)",
         )
     report = commands.add_parser("report", help="collect every results.csv into an HTML report")
     report.add_argument("--exp-root", type=Path, default=Path("exp_result"), help="the results folder")
@@ -142,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             from lthutils import cluster, runner
 
             cluster.check_scheduler(args.scheduler, args.workers)
-            print(runner.preview(runner.load_all(args.paths), args.scheduler, args.workers))
+            if not math.isfinite(args.effect) or args.effect == 0:
+                raise ConfigError("effect", args.effect, "a non-zero finite difference in points")
+            parameter_files = runner.load_all(args.paths, _overrides(args))
+            print(runner.preview(parameter_files, args.scheduler, args.workers))
+            for parameter_file in parameter_files:
+                print(f"{parameter_file.path}: " + "\n".join(runner.power_lines(parameter_file, args.effect)))
         elif args.command == "report":
             from lthutils.report import build_report  # seaborn and matplotlib: only for the report
 
@@ -162,13 +183,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _overrides(args: argparse.Namespace) -> dict:
+    """Notebook parameters the command line sets for every file: --seeds-until-decided's seeds."""
+    if args.seeds_until_decided is None:
+        return {}
+    parts = args.seeds_until_decided.split(",")
+    allowed = "START,STEP,MAX or START,STEP,MAX,SPENDING, such as 5,5,30 or 5,5,30,pocock"
+    if len(parts) not in (3, 4) or not all(part.strip().isdigit() for part in parts[:3]):
+        raise ConfigError("--seeds-until-decided", args.seeds_until_decided, allowed)
+    seeds = dict(zip(("start", "step", "max"), (int(part) for part in parts[:3])))
+    return {"seeds": seeds | ({"spending": parts[3].strip()} if len(parts) == 4 else {})}
+
+
 def _run_notebooks(args: argparse.Namespace) -> int:
     from lthutils import runner  # papermill: only for the notebook commands
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # papermill: notebook stderr (and all, --verbose)
     try:  # a ConfigError reaches main's handler
         paths = [args.parameter_file] if args.command == "run" else [args.folder]
-        executed = runner.run_all(paths, args.output_dir, args.scheduler, args.workers, args.verbose)
+        executed = runner.run_all(paths, args.output_dir, args.scheduler, args.workers, args.verbose, _overrides(args))
     except (runner.NotebookError, OSError) as error:  # OSError: a cluster that would not start
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,12 +1,12 @@
-"""What the study's results say: paired verdicts, mask overlap, costs, conclusions and figures.
+"""What the study's results say: each question's verdicts, mask overlap, costs, conclusions and figures.
 
 Functions take the tidy results of one plan (study.collect) and return tables, sentences or
 figure paths. Each question names its *settings* (a model; a source -> target; a search size and
 design) and its *comparisons* (ticket vs a control, or vs another ticket); every comparison is a
-family of cells (setting x pruning level) judged by the decision rule of lthutils.stats, and
-conclusions are counts of its verdicts, never wins of means. Figure files are named
-`<question>-<plan id>_<figure>`, the plan id being a hash of the runs in the frame, so two
-parameter sets of one question never overwrite each other.
+family of settings judged on their primary endpoints by the decision rule (lthutils.rule and
+lthutils.stats), and conclusions are counts of its verdicts, never wins of means. Figure files
+are named `<question>-<plan id>_<figure>`, the plan id being a hash of the runs in the frame and
+of the declared analysis, so two parameter sets of one question never overwrite each other.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,31 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats as scipy_stats
 
-from lthutils import plots, stats
+from lthutils import plots, rule, stats
+from lthutils.config import CONTROLS
 from lthutils.lottery import Ticket
 from lthutils.pruning import Mask, magnitude_mask
+from lthutils.rule import METRIC, Analysis, Comparison
 
-DELTA = 0.5  # points of accuracy: about the spread float rounding alone gives one run's early-stop accuracy
-ALPHA = 0.05
-METRIC = "test_acc_at_early_stop"
-CELL = ["setting", "round", "weights_remaining_pct"]
-
-
-def rule(delta: float = DELTA, alpha: float = ALPHA) -> str:
-    """The decision rule, in the words the report states it before any number."""
-    return (
-        "**Decision rule** (fixed before the numbers). A cell is one setting at one pruning level; its "
-        "evidence is the per-seed paired difference *ticket - comparison* in test accuracy at early stop "
-        "(points). A pair shares its seed's theta_0 and data order; a pair with a diverged side is dropped. "
-        f"A cell is **better** when the one-sided t-test (n - 1 degrees of freedom) that the mean difference "
-        f"exceeds +{delta} points rejects at {alpha} after Holm's correction across the cells of its "
-        f"comparison, **worse** when the same holds below -{delta}, **equivalent** when both one-sided tests "
-        f"of lying within +-{delta} reject (TOST, Holm-corrected), and **inconclusive** otherwise or with "
-        "fewer than 2 pairs. Cells of a setting whose dense network did not converge (its least validation "
-        "loss at its last evaluation) get no verdict: **unconverged**."
-    )
+DEFAULT = Analysis()
 
 
 def verb(axis: str) -> str:
@@ -53,38 +37,11 @@ def verb(axis: str) -> str:
     return "on" if axis == "dataset" else "with"
 
 
-def plan_id(frame: pd.DataFrame) -> str:
-    """A short hash of the runs behind a frame: the same plan, the same id."""
-    return hashlib.sha256(" ".join(sorted(frame["run_id"].unique())).encode()).hexdigest()[:8]
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Ticket rows of one setting against the rows they are paired with (same seed and round)."""
-
-    name: str
-    setting: str
-    first: pd.DataFrame
-    second: pd.DataFrame
-
-
-def pair_up(comparisons: list[Comparison]) -> pd.DataFrame:
-    """Per comparison, setting, pruned round and seed: the paired difference (points). Raises if
-    a pair's two runs do not have the same sparsity (they must, by construction)."""
-    frames = []
-    for c in comparisons:
-        first, second = c.first[c.first["round"] > 0], c.second[c.second["round"] > 0]
-        keys = ["seed", "round"]
-        sparsity = first[[*keys, "weights_remaining"]].merge(second[[*keys, "weights_remaining"]], on=keys)
-        if not np.allclose(sparsity["weights_remaining_x"], sparsity["weights_remaining_y"]):
-            raise ValueError(f"{c.name} ({c.setting}): paired runs of different sparsity")
-        pairs = stats.paired(first, second, keys, METRIC)
-        levels = first.drop_duplicates("round").set_index("round")["weights_remaining_pct"]
-        frames.append(
-            pairs.assign(comparison=c.name, setting=c.setting, weights_remaining_pct=pairs["round"].map(levels))
-        )
-    columns = ["comparison", *CELL, "seed", "difference"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+def plan_id(frame: pd.DataFrame, analysis: Analysis = DEFAULT) -> str:
+    """A short hash of the runs behind a frame and the analysis declared for them: the same plan,
+    the same id."""
+    identity = " ".join(sorted(frame["run_id"].unique())) + json.dumps(analysis.to_dict(), sort_keys=True)
+    return hashlib.sha256(identity.encode()).hexdigest()[:8]
 
 
 def unconverged_settings(frame: pd.DataFrame) -> list[str]:
@@ -93,86 +50,11 @@ def unconverged_settings(frame: pd.DataFrame) -> list[str]:
     return sorted(dense.loc[~dense["converged"].eq(True), "setting"].unique())
 
 
-def judge(
-    differences: pd.DataFrame, unconverged: list[str], delta: float = DELTA, alpha: float = ALPHA
-) -> pd.DataFrame:
-    """The verdict of every cell, Holm across the converged cells of each comparison."""
-    tables = []
-    for name, group in differences.groupby("comparison", sort=False):
-        judged = stats.verdicts(group[~group["setting"].isin(unconverged)], CELL, delta, alpha)
-        skipped = stats.verdicts(group[group["setting"].isin(unconverged)], CELL, delta, alpha)
-        tables.append(pd.concat([judged, skipped.assign(verdict="unconverged")]).assign(comparison=name))
-    if not tables:
-        return pd.DataFrame(columns=["comparison", *CELL, "n", "mean", "low", "high", "effect_size", "verdict"])
-    table = pd.concat(tables, ignore_index=True).astype({"n": int})
-    return table[["comparison", *[c for c in table.columns if c != "comparison"]]]
-
-
-def _counts(verdicts: pd.DataFrame) -> str:
-    counts = verdicts["verdict"].value_counts()
-    parts = [f"{word} at {counts.get(word, 0)}" for word in stats.VERDICTS]
-    if counts.get("unconverged", 0):
-        parts.append(f"no verdict at {counts['unconverged']} (dense network unconverged)")
-    return ", ".join(parts)
-
-
-def verdict_sentences(verdicts: pd.DataFrame) -> list[str]:
-    """Per comparison a sentence of verdict counts, and a line per setting."""
-    lines = []
-    for name, table in verdicts.groupby("comparison", sort=False):
-        seeds = (
-            f"{table['n'].min()}" if table["n"].min() == table["n"].max() else f"{table['n'].min()}-{table['n'].max()}"
-        )
-        lines.append(
-            f"**{name}**: {_counts(table)} of {len(table)} (setting, pruning level) cells, with {seeds} seeds."
-        )
-        for setting, rows in table.groupby("setting", sort=False):
-            sparsest = rows.loc[rows["weights_remaining_pct"].idxmin()]
-            lines.append(
-                f"- {setting}: {_counts(rows)} of {len(rows)} levels; at {sparsest['weights_remaining_pct']:.3g}% "
-                f"of weights remaining {sparsest['mean']:+.2f} points "
-                f"[{sparsest['low']:+.2f}, {sparsest['high']:+.2f}] ({sparsest['verdict']})"
-            )
-    return lines
-
-
-def verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """The verdicts as a reader's table: rounded, one row per cell."""
-    table = verdicts[["comparison", "setting", "weights_remaining_pct", "n", "mean", "low", "high", "effect_size"]]
-    table = table.assign(verdict=verdicts["verdict"]).round(
-        {"weights_remaining_pct": 1, "mean": 2, "low": 2, "high": 2, "effect_size": 2}
-    )
-    return table.rename(
-        columns={
-            "weights_remaining_pct": "weights remaining (%)",
-            "mean": "mean difference (points)",
-            "low": "95% low",
-            "high": "95% high",
-            "effect_size": "effect size (d_z)",
-        }
-    )
-
-
-def power_note(verdicts: pd.DataFrame, delta: float = DELTA, alpha: float = ALPHA) -> str:
-    """How large a difference the rule can call, per comparison: the one-sided t the first Holm
-    step needs with the comparison's seeds and cells."""
-    parts = []
-    for name, table in verdicts[verdicts["verdict"] != "unconverged"].groupby("comparison", sort=False):
-        n, cells = int(table["n"].min()), len(table)
-        if n >= 2:
-            needed = scipy_stats.t.ppf(1 - alpha / cells, n - 1)
-            parts.append(f"{name} {needed:.1f} ({n} seeds, {cells} cells)")
-    if not parts:
-        return ""
-    return (
-        f"Power: a cell is called better only when (mean - {delta}) / standard error exceeds, at the first Holm "
-        "step, " + "; ".join(parts) + ". More seeds or fewer cells make smaller differences decidable."
-    )
-
-
-def caveats(frame: pd.DataFrame, unconverged: list[str], verdicts: pd.DataFrame | None = None) -> str:
+def caveats(
+    frame: pd.DataFrame, unconverged: list[str], primary: pd.DataFrame | None = None, analysis: Analysis | None = None
+) -> str:
     """What limits the evidence: unconverged dense networks, pruned runs still improving at
-    their end, diverged runs, the rule's power, and the seeds."""
+    their end, diverged runs, the rule's power, stopping early, and the seeds."""
     lines = []
     if unconverged:
         lines.append(
@@ -190,9 +72,15 @@ def caveats(frame: pd.DataFrame, unconverged: list[str], verdicts: pd.DataFrame 
     diverged = frame[frame["diverged"].eq(True)]
     if len(diverged):
         lines.append(f"{len(diverged)} training runs diverged; their pairs are dropped, both sides.")
-    power = "" if verdicts is None else power_note(verdicts)
+    power = "" if primary is None or analysis is None else rule.power_note(primary, analysis)
     if power:
         lines.append(power)
+    if analysis is not None and analysis.design.sequential:
+        lines.append(
+            "A setting decided at an early look is reported with the seeds it had there; its mean and interval are "
+            "not adjusted for stopping early and lean away from zero (a decided effect is real by the rule, its size "
+            "may be smaller)."
+        )
     lines.append(f"Seeds: {', '.join(map(str, sorted(frame['seed'].unique())))}.")
     return "\n".join(f"- {line}" for line in lines)
 
@@ -281,13 +169,17 @@ def overlap_sentence(overlap: pd.DataFrame) -> str:
 
 @dataclass
 class Evidence:
-    """A question's evidence: the verdicts, the overlap, and the sentences drawn from them."""
+    """A question's evidence: the primary verdict per (comparison, setting), the per-level
+    estimates, the overlap, and the sentences drawn from them."""
 
-    verdicts: pd.DataFrame
+    primary: pd.DataFrame
+    levels: pd.DataFrame
     overlap: pd.DataFrame
     conclusion: str
     caveats: str
-    rule: str = rule()
+    rule: str
+    analysis: Analysis
+    runs: dict[tuple[str, str], set[str]]  # (comparison, setting): the runs behind it, with their ticket searches
 
     def markdown(self) -> str:
         return f"{self.rule}\n\n{self.conclusion}\n\n**Caveats**\n\n{self.caveats}"
@@ -296,6 +188,7 @@ class Evidence:
 def _evidence(
     frame: pd.DataFrame,
     comparisons: list[Comparison],
+    analysis: Analysis,
     overlap: pd.DataFrame | None,
     extra: list[str],
     extra_caveats: list[str] = (),
@@ -303,28 +196,33 @@ def _evidence(
     """Judge the comparisons of the frame's rows (whose dense runs say which settings converged);
     `overlap` None: not a question of this kind (Q1)."""
     unconverged = unconverged_settings(frame)
-    verdicts = judge(pair_up(comparisons), unconverged)
-    sentences = verdict_sentences(verdicts) + extra
+    primary, levels = rule.judge(rule.pair_up(comparisons), unconverged, analysis)
+    sentences = rule.sentences(primary, levels, analysis) + extra
     if overlap is not None:
         sentences.append(overlap_sentence(overlap))
     overlap = pd.DataFrame() if overlap is None else overlap
-    notes = caveats(frame, unconverged, verdicts) + "".join(f"\n- {line}" for line in extra_caveats)
-    return Evidence(verdicts, overlap, "\n".join(sentences), notes)
+    notes = caveats(frame, unconverged, primary, analysis) + "".join(f"\n- {line}" for line in extra_caveats)
+    runs = {}
+    for c in comparisons:
+        sides = pd.concat([c.first, c.second])
+        sources = sides["source_run_id"].dropna() if "source_run_id" in sides else []
+        runs.setdefault((c.name, c.setting), set()).update(sides["run_id"].dropna(), sources)
+    return Evidence(primary, levels, overlap, "\n".join(sentences), notes, rule.text(analysis), analysis, runs)
 
 
 def with_settings_q1(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(setting=frame["model"])
 
 
-def evidence_q1(frame: pd.DataFrame) -> Evidence:
+def evidence_q1(frame: pd.DataFrame, analysis: Analysis = DEFAULT) -> Evidence:
     frame = with_settings_q1(frame)
-    controls = [kind for kind in ("reinit", "random_mask", "magnitude_init") if kind in set(frame["kind"])]
+    controls = [kind for kind in CONTROLS if kind in set(frame["kind"])]
     comparisons = [
         Comparison(f"ticket vs {control}", model, rows[rows["kind"] == "ticket"], rows[rows["kind"] == control])
         for control in controls
         for model, rows in frame.groupby("setting")
     ]
-    return _evidence(frame, comparisons, None, [])
+    return _evidence(frame, comparisons, analysis, None, [])
 
 
 def with_settings_transfer(frame: pd.DataFrame, axis: str) -> pd.DataFrame:
@@ -333,7 +231,7 @@ def with_settings_transfer(frame: pd.DataFrame, axis: str) -> pd.DataFrame:
     return frame.assign(setting=transferred.where(~own, frame[axis].astype(str) + " (own)"))
 
 
-def evidence_transfer(frame: pd.DataFrame, axis: str) -> Evidence:
+def evidence_transfer(frame: pd.DataFrame, analysis: Analysis = DEFAULT, *, axis: str) -> Evidence:
     frame = with_settings_transfer(frame, axis)
     tickets = frame[frame["kind"] == "ticket"]
     comparisons = [
@@ -352,7 +250,7 @@ def evidence_transfer(frame: pd.DataFrame, axis: str) -> Evidence:
             pair = f"found {verb(axis)} {first} vs {verb(axis)} {second} (same theta_0)"
             yield pair, f"{first} vs {second}", a.run_id, b.run_id
 
-    return _evidence(frame, comparisons, overlaps(frame, cross), [])
+    return _evidence(frame, comparisons, analysis, overlaps(frame, cross), [])
 
 
 def q4_whole(frame: pd.DataFrame) -> int:
@@ -368,7 +266,7 @@ def with_settings_q4(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(setting=few.where(frame["source_num_train"] < whole, f"all {whole:,}"))
 
 
-def evidence_q4(frame: pd.DataFrame) -> Evidence:
+def evidence_q4(frame: pd.DataFrame, analysis: Analysis = DEFAULT) -> Evidence:
     frame = with_settings_q4(frame)
     whole = q4_whole(frame)
     trained = frame[frame["num_train"] == whole]  # every run trained on the whole set
@@ -403,7 +301,7 @@ def evidence_q4(frame: pd.DataFrame) -> Evidence:
     ]
     costs = pipeline_costs(frame)
     overlap = overlaps(frame[frame["kind"] == "ticket"], cross)
-    return _evidence(trained, comparisons, overlap, cost_sentences(costs), notes)
+    return _evidence(trained, comparisons, analysis, overlap, cost_sentences(costs), notes)
 
 
 def pipeline_costs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -491,8 +389,10 @@ def _common_figures(
         "accuracy_end": plots.accuracy_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order, when="test_acc"),
         "early_stop": plots.early_stop_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order),
     }
-    if not evidence.verdicts.empty:
-        drawn["differences"] = plots.paired_differences(evidence.verdicts, DELTA)
+    if not evidence.primary.empty:
+        drawn["primary"] = plots.primary_endpoints(evidence.primary, evidence.analysis.delta)
+    if not evidence.levels.empty:
+        drawn["differences"] = plots.paired_differences(evidence.levels, evidence.analysis.delta)
     if not evidence.overlap.empty:
         drawn["overlap"] = plots.overlap_vs_sparsity(evidence.overlap)
     return drawn
@@ -514,7 +414,7 @@ def draw_transfer(
     )
     drawn = _common_figures(lines, evidence, "found", "target")
     settled = with_settings_transfer(frame, axis)[["setting", f"source_{axis}", axis]].drop_duplicates()
-    cells = evidence.verdicts[evidence.verdicts["comparison"] == "ticket vs reinit"].merge(settled, on="setting")
+    cells = evidence.levels[evidence.levels["comparison"] == "ticket vs reinit"].merge(settled, on="setting")
     last = int(cells["round"].max())
     chosen = cells[cells["round"].isin(heatmap_rounds or {max(1, last // 2), last})]
     drawn["margin_heatmap"] = plots.margin_heatmap(chosen, axis, verb(axis))

@@ -25,7 +25,7 @@ RESETS = ("init", "rewind", "reinit")
 LR_SCHEDULES = ("constant", "one_cycle")
 BIAS_INITS = ("zeros", "normal")
 LOSS_REDUCTIONS = ("mean", "sum")
-CONTROLS = ("reinit", "random_mask", "magnitude_init")
+CONTROLS = ("reinit", "random_mask", "magnitude_init", "retrain")
 KINDS = ("ticket", *CONTROLS)  # the kinds of training run a results row can hold
 PRUNE_SCOPES = ("layerwise", "global")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -159,7 +159,10 @@ class ExperimentConfig:
     )
     rewind_iteration: int = _help("training step whose weights reset='rewind' goes back to", 0)
     controls: tuple[str, ...] = _help(
-        "controls trained at each pruned round: reinit, random_mask, magnitude_init", ("reinit",)
+        "controls trained at each pruned round: reinit (the mask from a fresh init), random_mask (a random mask of "
+        "the same per-layer counts on the ticket's weights), magnitude_init (the largest |theta_0| at those counts), "
+        "retrain (the ticket itself with another data order: a null control, its true difference is zero)",
+        ("reinit",),
     )
     bias_init: str = _help("zeros (Frankle & Carbin), or normal: N(0, 1) biases, as the original study", "zeros")
     seeds: tuple[int, ...] = _help("one IMP run per seed", (0,))

@@ -7,8 +7,10 @@ reinit=True trajectory; not Frankle & Carbin's reinit control, whose mask comes 
 ticket's trunk): that mask and those weights are the ticket of round r+1,
 saved before it is trained, so a rerun resumes after the last finished round. Controls branch
 off each pruned round: `reinit` trains the same mask from a fresh random init, `random_mask` a
-random mask with the same per-layer counts from the ticket's weights. All kinds of one round
-see the same data order.
+random mask with the same per-layer counts from the ticket's weights, `magnitude_init` the
+largest |theta_0| at those counts. All kinds of one round see the same data order, except
+`retrain`: the ticket itself trained on another order, a comparison whose true difference is
+zero (the decision rule must not call it better or worse).
 """
 
 from __future__ import annotations
@@ -87,8 +89,9 @@ class Ticket:
         return model
 
     def variant(self, kind: str, template: nn.Module) -> Ticket:
-        """The ticket itself, or its reinit / random-mask (seeded by seed and round) / magnitude-at-init control."""
-        if kind == "ticket":
+        """The ticket itself (also for 'retrain', which differs in its data order: data_seed), or its
+        reinit / random-mask (seeded by seed and round) / magnitude-at-init control."""
+        if kind in ("ticket", "retrain"):
             return self
         if kind == "reinit":
             return Ticket(
@@ -98,6 +101,12 @@ class Ticket:
             return Ticket(magnitude_mask(self.mask, self.weights), self.weights, self.seed, self.round)
         generator = torch.Generator().manual_seed(derive_seed(self.seed, self.round, kind))
         return Ticket(random_mask(self.mask, generator), self.weights, self.seed, self.round)
+
+
+def data_seed(ticket: Ticket, kind: str) -> int:
+    """The seed of a training run's batch order: the same for every kind of a round, so the
+    controls differ from the ticket in their weights or mask only; 'retrain' draws another order."""
+    return derive_seed(ticket.seed, ticket.round, "data", *(("retrain",) if kind == "retrain" else ()))
 
 
 def next_mask(model: nn.Module, mask: Mask, config: ExperimentConfig) -> Mask:
@@ -110,6 +119,25 @@ def next_mask(model: nn.Module, mask: Mask, config: ExperimentConfig) -> Mask:
         return prune_global(weights, mask, config.prune_rate)
     rates = layer_rates(model, mask, config.prune_rate, config.prune_rate_conv, config.prune_rate_output)
     return prune_layerwise(weights, mask, rates)
+
+
+def projected_remaining(template: nn.Module, config: ExperimentConfig) -> list[float]:
+    """The fraction of weights remaining at each round 0..rounds of IMP with this (resolved)
+    config: prune_layerwise and prune_global remove round(rate * alive) weights, so the counts
+    follow from the layers' sizes alone, before anything is trained."""
+    mask = Mask.ones(template, config.prune_biases)
+    alive = mask.alive()
+    total = sum(alive.values())
+    rates = layer_rates(template, mask, config.prune_rate, config.prune_rate_conv, config.prune_rate_output)
+    remaining = [1.0]
+    for _ in range(config.rounds):
+        if config.prune_scope == "global":
+            left = sum(alive.values())
+            alive = {"all": left - round(config.prune_rate * left)}
+        else:
+            alive = {name: count - round(rates[name] * count) for name, count in alive.items()}
+        remaining.append(sum(alive.values()) / total)
+    return remaining
 
 
 def train_tickets(
@@ -127,7 +155,8 @@ def train_tickets(
 
     Fully connected models train MAX_STACKED_MODELS at a time as one stack; others one by one.
     A model's numbers do not depend on its stack (training.py), only on its ticket, kind and
-    data order, which comes from its seed and round: every kind of a round sees the same batches.
+    data order, which comes from its seed and round: every kind of a round sees the same batches
+    (but 'retrain', the null control that differs from the ticket in its data order alone).
     """
     stack_size = MAX_STACKED_MODELS if stackable(template) else 1
     for start in range(0, len(items), stack_size):
@@ -140,7 +169,7 @@ def train_tickets(
             [ticket.mask for ticket, _ in chunk],
             [splits_of[ticket.seed] for ticket, _ in chunk],
             config,
-            [derive_seed(ticket.seed, ticket.round, "data") for ticket, _ in chunk],
+            [data_seed(ticket, kind) for ticket, kind in chunk],
             rewind_iteration,
             description,
             first_step,

@@ -35,8 +35,14 @@ PANEL_HEIGHT = 2.2  # inches per row of panels
 DPI = 150  # the report shows each PNG at its own size: 870 pixels wide
 WEIGHTS_LABEL = "weights remaining (%, log scale)"
 WHEN = {"test_acc_at_early_stop": "at early stop", "test_acc": "at the end of training"}
-MARKERS = {"ticket": "o", "reinit": "X", "random_mask": "s", "magnitude_init": "^"}
-DASHES = {"ticket": "", "reinit": (4, 1.5), "random_mask": (1, 1), "magnitude_init": (3, 1.25, 1.5, 1.25)}
+MARKERS = {"ticket": "o", "reinit": "X", "random_mask": "s", "magnitude_init": "^", "retrain": "D"}
+DASHES = {
+    "ticket": "",
+    "reinit": (4, 1.5),
+    "random_mask": (1, 1),
+    "magnitude_init": (3, 1.25, 1.5, 1.25),
+    "retrain": (6, 2),
+}
 VERDICT_MARKERS = {"better": "^", "equivalent": "s", "worse": "v", "inconclusive": "o", "unconverged": "x"}
 
 sns.set_theme(
@@ -310,9 +316,51 @@ def overlap_vs_sparsity(overlap: pd.DataFrame) -> plt.Figure:
 # --- paired differences and verdicts --------------------------------------------------------
 
 
-def paired_differences(verdicts: pd.DataFrame, delta: float) -> plt.Figure:
-    """One panel per comparison: each setting's mean paired difference (points) with its 95%
-    t interval against weights remaining; the marker is the cell's verdict, the band +-delta."""
+def primary_endpoints(primary: pd.DataFrame, delta: float) -> plt.Figure:
+    """One panel per comparison: each setting's primary endpoint (mean over seeds, points) with
+    its 95% t interval, the marker its verdict, the band +-delta."""
+    comparisons = list(dict.fromkeys(primary["comparison"]))
+    settings = list(dict.fromkeys(primary["setting"]))
+    handles = [Line2D([], [], color="#333333", marker=m, linestyle="", label=v) for v, m in VERDICT_MARKERS.items()]
+    handles.append(Patch(color="#dddddd", label=f"+-{delta} points"))
+    figure, axes = _panels(len(comparisons), sharey=True)
+    figure.set_figheight(max(figure.get_figheight(), 0.3 * len(settings) * math.ceil(len(comparisons) / 2) + 0.8))
+    for ax, comparison in zip(axes, comparisons):
+        rows = primary[primary["comparison"] == comparison].set_index("setting")
+        ax.axvspan(-delta, delta, color="#dddddd", zorder=0)
+        ax.axvline(0, color="#555555", linewidth=0.8)
+        for y, setting in enumerate(settings):
+            if setting not in rows.index:
+                continue
+            row = rows.loc[setting]
+            ax.errorbar(
+                row["mean"],
+                y,
+                xerr=[[row["mean"] - row["low"]], [row["high"] - row["mean"]]] if row["n"] >= 2 else None,
+                color="#333333",
+                linewidth=1,
+                capsize=2,
+            )
+            ax.scatter(row["mean"], y, marker=VERDICT_MARKERS[row["verdict"]], color="#0173b2", s=40, zorder=3)
+    axes[0].set_yticks(range(len(settings)), settings)  # shared by every panel
+    axes[0].set_ylim(len(settings) - 0.5, -0.5)
+    for index, ax in enumerate(axes):
+        ax.tick_params(axis="y", labelleft=index % 2 == 0)
+    width = FIGURE_WIDTH / min(len(axes), 2) - 0.4
+    for ax, comparison in zip(axes, comparisons):
+        ax.set_title(_wrap(comparison, width))
+    figure.supxlabel("primary endpoint: paired difference at early stop (points)")
+    _legend(figure, handles)
+    return figure
+
+
+def paired_differences(levels: pd.DataFrame, delta: float) -> plt.Figure:
+    """One panel per comparison: each setting's mean paired difference (points) at each level
+    with its 95% interval simultaneous over the setting's levels, against weights remaining; the
+    marker is the level's (secondary) verdict, the band +-delta."""
+    verdicts = levels.assign(
+        low=levels.get("simultaneous_low", levels["mean"]), high=levels.get("simultaneous_high", levels["mean"])
+    )
     comparisons = list(dict.fromkeys(verdicts["comparison"]))
     settings = list(dict.fromkeys(verdicts["setting"]))
     colours = dict(zip(settings, sns.color_palette(PALETTE, len(settings)).as_hex()))

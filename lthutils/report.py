@@ -2,7 +2,8 @@
 
 `build_report(exp_root)` writes `<exp_root>/report/all_results.csv` (every row, tidy, with a
 `study` column naming the folder it came from), `<exp_root>/report/conclusions.md` (each plan's
-computed conclusion), `<exp_root>/report/verdicts.csv` (every cell's verdict) and
+computed conclusion), `<exp_root>/report/verdicts.csv` (every setting's primary verdict),
+`<exp_root>/report/levels.csv` (the per-level secondary estimates) and
 `<exp_root>/report/index.html`, whose figures (made by the same functions as the notebooks) land
 in `<exp_root>/figures/`.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lthutils import analysis, plots, stats, study
+from lthutils import analysis, plots, rule, stats, study
 from lthutils.config import CONTROLS, KINDS, ConfigError
 from lthutils.results import divergence_note, read_results, write_atomic
 
@@ -69,8 +70,10 @@ def _section(title: str, figures: list[Path], conclusion: str, page_dir: Path) -
 
 
 def _question_section(title: str, evidence: analysis.Evidence, figures: list[Path], note: str, page_dir: Path) -> str:
-    """A results section: the decision rule, the conclusion, the verdict table, the figures, the caveats."""
-    table = analysis.verdict_table(evidence.verdicts).to_html(index=False, border=0, na_rep="")
+    """A results section: the decision rule, the conclusion, the verdict tables (primary, then
+    per level), the figures, the caveats."""
+    table = rule.verdict_table(evidence.primary, evidence.analysis.delta).to_html(index=False, border=0, na_rep="")
+    levels = rule.level_table(evidence.levels).to_html(index=False, border=0, na_rep="")
     return "\n".join(
         [
             f"<h2>{html.escape(title)}</h2>",
@@ -78,7 +81,10 @@ def _question_section(title: str, evidence: analysis.Evidence, figures: list[Pat
             "<h3>Conclusion</h3>",
             _markdown_to_html(evidence.conclusion),
             "<h3>Verdicts</h3>",
-            f"<details><summary>{len(evidence.verdicts)} cells</summary><div class='wide'>{table}</div></details>",
+            f"<details><summary>{len(evidence.primary)} settings (primary endpoints)</summary>"
+            f"<div class='wide'>{table}</div></details>",
+            f"<details><summary>{len(evidence.levels)} pruning levels (secondary estimates)</summary>"
+            f"<div class='wide'>{levels}</div></details>",
             "<h3>Figures</h3>",
             _figures(figures, page_dir),
             "<h3>Caveats</h3>",
@@ -97,17 +103,21 @@ def build_report(exp_root: str | Path = "exp_result") -> Path:
     exp_root = Path(exp_root)
     frame = collect(exp_root)
     page_dir, figures_dir = exp_root / "report", exp_root / "figures"
-    sections, conclusions, verdicts = [], [], []
+    sections, conclusions, verdicts, levels = [], [], [], []
     for key, frames in study.plans(exp_root).items():
         question = study.QUESTIONS[key]
-        for rows in frames:
-            title = f"{question.title} (plan {analysis.plan_id(rows)}, {rows['run_id'].nunique()} runs)"
-            evidence, note = question.evidence(rows), divergence_note(rows)
+        for rows, declared in frames:
+            plan = analysis.plan_id(rows, declared)
+            title = f"{question.title} (plan {plan}, {rows['run_id'].nunique()} runs)"
+            evidence, note = question.evidence(rows, declared), divergence_note(rows)
             figures = question.figures(rows, evidence, figures_dir)
             sections.append(_question_section(title, evidence, figures, note, page_dir))
             conclusions.append(f"### {title}\n\n{evidence.markdown()}{note}\n")
-            table = analysis.verdict_table(evidence.verdicts)
-            verdicts.append(table.assign(question=key, plan=analysis.plan_id(rows))[["question", "plan", *table]])
+            for tables, table in (
+                (verdicts, rule.verdict_table(evidence.primary, declared.delta)),
+                (levels, rule.level_table(evidence.levels)),
+            ):
+                tables.append(table.assign(question=key, plan=plan)[["question", "plan", *table]])
     for name, rows in frame[~frame["study"].isin(list(study.QUESTIONS))].groupby("study"):
         png = plots.save(plots.accuracy_vs_sparsity(rows, panel="model"), figures_dir, f"{name}_accuracy")
         summaries = {run: summarize(exp_root / name / run / "results.csv") for run in sorted(rows["run_id"].unique())}
@@ -118,8 +128,9 @@ def build_report(exp_root: str | Path = "exp_result") -> Path:
         sections.append(_section(f"IMP runs: {name}", [png], "", page_dir) + "\n".join(tables))
     write_atomic(page_dir / "all_results.csv", frame.to_csv(index=False).encode())
     write_atomic(page_dir / "conclusions.md", "\n".join(conclusions).encode())
-    if verdicts:
-        write_atomic(page_dir / "verdicts.csv", pd.concat(verdicts).to_csv(index=False).encode())
+    for name, tables in (("verdicts.csv", verdicts), ("levels.csv", levels)):
+        if tables:
+            write_atomic(page_dir / name, pd.concat(tables).to_csv(index=False).encode())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Lottery-ticket study</title>"

@@ -17,6 +17,7 @@ written to `<output_dir>/<file stem>-<hash>.ipynb`; a failing one is kept as
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,10 +33,12 @@ from typing import Any
 import nbformat
 import papermill
 
-from lthutils import study
+from lthutils import stats, study
 from lthutils.config import ConfigError, read_yaml
+from lthutils.rule import Analysis
 
 NOTEBOOKS_DIR = study.NOTEBOOKS_DIR
+ANALYSIS_PARAMETERS = ("seeds", "primary", "delta")  # rule.Analysis.declare checks them, naming what is allowed
 KERNEL = "python3"  # the project's own interpreter: see the Makefile's kernel registration
 # The kernel's own log at ERROR: ipykernel 7 warns on every start that its loopback TCP is unencrypted.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
@@ -90,8 +93,9 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def load_parameter_file(path: str | Path) -> ParameterFile:
-    """Read and check a parameter file completely, including its plan's data; raise ConfigError."""
+def load_parameter_file(path: str | Path, overrides: dict[str, Any] | None = None) -> ParameterFile:
+    """Read and check a parameter file completely, including its plan's data, with `overrides`
+    (parameters a command line sets for every file) on top; raise ConfigError."""
     path = Path(path)
     where = str(path)
     content = read_yaml(path, "parameter file")
@@ -103,6 +107,7 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
     parameters = content.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ConfigError("parameters", parameters, "a mapping of notebook parameters").located(where)
+    parameters = {**parameters, **(overrides or {})}
     defaults = notebook_defaults(NOTEBOOKS_DIR / question.notebook)
     for key, value in parameters.items():
         if key == "scheduler":  # where the work runs is the command's choice, not the study's
@@ -112,25 +117,33 @@ def load_parameter_file(path: str | Path) -> ParameterFile:
         if key not in defaults:
             allowed = f"a parameter of {question.notebook}: " + ", ".join(defaults)
             raise ConfigError(key, value, allowed).located(where)
+        if key in ANALYSIS_PARAMETERS:  # a list or a mapping: checked in full when the plan declares them
+            continue
         if not _type_ok(value, defaults[key]):
             raise ConfigError(key, value, _type_name(defaults[key]) + f" like the default {defaults[key]!r}").located(
                 where
             )
     checked = ParameterFile(path, question, parameters, defaults)
     try:
-        study.check(plan(checked))
+        study.check(*planned(checked))
     except ConfigError as error:
         raise error.located(where) from error
     return checked
 
 
 def plan(parameter_file: ParameterFile) -> list[study.Unit]:
-    """The units of work the notebook will run with these parameters."""
+    """The units of work the notebook will run first with these parameters (a sequential seed
+    design: its first look's seeds)."""
+    return planned(parameter_file)[0]
+
+
+def planned(parameter_file: ParameterFile) -> tuple[list[study.Unit], Analysis]:
+    """The units of work and the analysis the notebook declares with these parameters."""
     values = {**parameter_file.defaults, **parameter_file.parameters}
     del values["scheduler"]  # where the units run, not what they are
     for name in ("exp_root", "model_root"):  # as the notebook resolves them
         values[name] = study.notebook_folder(name, values[name])
-    return parameter_file.question.plan(**values)
+    return parameter_file.question.units(**values)
 
 
 def run(
@@ -193,14 +206,16 @@ def run_all(
     scheduler: str = "local",
     workers: int | None = None,
     verbose: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Check every parameter file first (each path a file, or a folder of *.yaml / *.yml run in name
-    order), then run them all, their units on `scheduler` (cluster.session: 'local', 'none' or an
-    address); raise NotebookError naming every failure after the others have run."""
+    order; `overrides` set parameters of every file), then run them all, their units on `scheduler`
+    (cluster.session: 'local', 'none' or an address); raise NotebookError naming every failure
+    after the others have run."""
     from lthutils import cluster  # dask: only when notebooks run
 
     cluster.check_scheduler(scheduler, workers)
-    parameter_files = load_all(paths)
+    parameter_files = load_all(paths, overrides)
     print(preview(parameter_files, scheduler, workers), file=sys.stderr, flush=True)  # stdout: the executed paths
     executed, failures = [], []
     cluster.quiet_dask(verbose)
@@ -215,8 +230,9 @@ def run_all(
     return executed
 
 
-def load_all(paths: list[Path]) -> list[ParameterFile]:
-    """Every parameter file of `paths` (each a file, or a folder of *.yaml / *.yml in name order), checked."""
+def load_all(paths: list[Path], overrides: dict[str, Any] | None = None) -> list[ParameterFile]:
+    """Every parameter file of `paths` (each a file, or a folder of *.yaml / *.yml in name order),
+    with `overrides` on top, checked."""
     files = []
     for path in map(Path, paths):
         yaml_files = [path] if path.suffix in (".yaml", ".yml") else []
@@ -224,7 +240,7 @@ def load_all(paths: list[Path]) -> list[ParameterFile]:
         if not found:
             raise ConfigError("folder", str(path), "a folder holding *.yaml or *.yml parameter files")
         files += found
-    return [load_parameter_file(path) for path in files]
+    return [load_parameter_file(path, overrides) for path in files]
 
 
 def preview(parameter_files: list[ParameterFile], scheduler: str = "local", workers: int | None = None) -> str:
@@ -237,16 +253,59 @@ def preview(parameter_files: list[ParameterFile], scheduler: str = "local", work
     total = cost.Cost()
     lines = []
     for parameter_file in parameter_files:
-        asked = cost.plan_cost(plan(parameter_file), scheduler, workers, calibration)
+        units, declared = planned(parameter_file)
+        asked = cost.plan_cost(units, scheduler, workers, calibration)
         if asked.seconds is not None:
             asked.seconds += startup
         total.add(asked)
         lines.append(f"{parameter_file.path}: {asked.describe()}")
+        if declared.design.sequential:  # what every look would add if no setting were ever decided
+            design = declared.design
+            everything = [
+                dataclasses.replace(u, config=dataclasses.replace(u.config, seeds=design.seeds)) for u in units
+            ]
+            most = cost.plan_cost(everything, scheduler, workers, calibration)
+            lines.append(
+                f"  (the first look's {design.looks[0]} seeds; {design.describe()}: if no setting were decided, "
+                f"all {design.looks[-1]} would be {most.describe()})"
+            )
     calibration.save()
     if len(parameter_files) > 1:
         lines.append(f"total: {total.describe()}")
     heading = "cost preview (training, evaluation, notebook start-up and a first figure; more figures add a little)"
     return heading + ":\n  " + "\n  ".join(lines)
+
+
+def power_lines(parameter_file: ParameterFile, effect: float) -> list[str]:
+    """Per comparison and setting of the file: the power its seeds give to call a true mean
+    difference of `effect` points better (stats.power; a sequential design: stats.sequential_power)
+    at the first Holm step, at the spread of the primary endpoint in the file's finished runs."""
+    units, declared = planned(parameter_file)
+    design = declared.design
+    if not all(unit.results_path.exists() for unit in units):
+        return [f"power for a {effect:g}-point difference: the spread is known once every run of the file has results"]
+    frame = study.collect([unit.results_path for unit in units], seeds=design.seeds)
+    primary = parameter_file.question.evidence(frame, declared).primary
+    lines = [
+        f"power to call a true difference of {effect:+g} points better with {design.describe()}, at the first Holm "
+        "step, at the spread (sd of the primary endpoint) of the finished runs:"
+    ]
+    for name, table in primary[primary["verdict"] != "unconverged"].groupby("comparison", sort=False):
+        level = declared.alpha / len(table)
+        parts = []
+        for row in table.itertuples():
+            if not row.n >= 2 or not row.sd > 0:
+                parts.append(f"{row.setting} (spread unknown: {row.n} seeds)")
+                continue
+            if design.sequential:
+                chance = stats.sequential_power(effect, row.sd, design, level)
+            else:
+                chance = float(
+                    stats.power(effect, row.sd, len(design.seeds), level, level, declared.delta)["direction"]
+                )
+            parts.append(f"{row.setting} {chance:.0%} (sd {row.sd:.2f} from {row.n} seeds)")
+        lines.append(f"  {name}: " + "; ".join(parts))
+    return lines
 
 
 FIRST_FIGURE = """import pandas as pd, seaborn as sns

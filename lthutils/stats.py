@@ -1,17 +1,32 @@
-"""Paired statistics, the decision rule conclusions are drawn with, and chance-corrected mask overlap.
+"""Paired statistics, the decision rule conclusions are drawn with, power, and mask overlap.
 
 A ticket and its control of one seed share theta_0's seed, the data order and (for reinit) the
-mask, so they are compared as pairs: per cell (setting x pruning level) the per-seed difference
-ticket - control, in points of accuracy. A pair with a diverged (or missing) side is dropped.
+mask, so they are compared as pairs: per seed the difference ticket - control, in points of
+accuracy. A pair with a diverged (or missing) side is dropped. A comparison's *settings* (a model,
+a source -> target, a search size) are judged on one number per seed each, their *primary
+endpoint* (lthutils.analysis declares it: by default the seed's mean difference over the pruned
+levels of a band of sparsities), and the rule is, with a margin `delta` (points) and level `alpha`:
 
-The decision rule, declared before any number: with a margin `delta` (points) and level `alpha`,
-a cell is
-- "better" when the one-sided t-test of "mean difference > +delta" rejects its null at alpha
-  after Holm's correction across the cells of one comparison (one question's family of cells);
-- "worse" when the same holds for "mean difference < -delta";
-- "equivalent" when both one-sided tests of "mean difference > -delta" and "< +delta" reject
-  (two one-sided tests, TOST), Holm-corrected;
-- "inconclusive" otherwise, and always with fewer than 2 pairs.
+- **better** / **worse**: the two-sided one-sample t-test of "mean = 0" rejects at alpha after
+  Holm's correction across the settings of the comparison, the sign of the mean giving the
+  direction (each one-sided claim at alpha / 2, so a true null is called better or worse with
+  probability at most alpha). A better (worse) verdict also says whether the difference clears
+  the margin: **by more than delta** when the one-sided test of "mean > +delta" ("< -delta")
+  rejects at the same level, **by less than delta** when the equivalence test rejects too, else
+  **not shown to exceed delta**;
+- **equivalent**: both one-sided tests of lying within +-delta reject (TOST, each at alpha),
+  Holm-corrected across the settings;
+- **inconclusive** otherwise, and always with fewer than 2 pairs.
+
+With a sequential seed design (lthutils.sequential) the same tests run at every look, each at the
+nominal level of its alpha-spending boundary for its current Holm level (Holm with the alpha of
+rejected hypotheses passed on, as in Maurer & Bretz 2013); a setting decided at a look is settled
+there, with the seeds it had.
+
+Per pruning level the differences are estimates (secondary): a 95% t interval, and a 95% interval
+simultaneous over a setting's levels by the max-|t| method, its critical value drawn from normal
+samples with the seeds' own covariance across levels (5 seeds allow only 32 sign flips, too few
+for a permutation max-t at 0.05). A level's verdict reads off that interval.
 """
 
 from __future__ import annotations
@@ -21,22 +36,33 @@ import math
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
-from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
 from lthutils.pruning import Mask
+from lthutils.sequential import SeedDesign
 
 VERDICTS = ("better", "equivalent", "worse", "inconclusive")
+DELTA = 0.5  # points of accuracy: about the spread float rounding alone gives one run's early-stop accuracy
+ALPHA = 0.05
+POWER = 0.8  # the power "seeds to decide" aims for
+MOST_SEEDS = 1000  # beyond this, "more than 1,000 seeds"
 
 
 def paired(
-    first: pd.DataFrame, second: pd.DataFrame, keys: list[str], metric: str = "test_acc_at_early_stop"
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    keys: list[str],
+    metric: str = "test_acc_at_early_stop",
+    dropna: bool = True,
 ) -> pd.DataFrame:
     """`keys` and the difference first - second of `metric` in points, one row per key both frames
     have (each frame holds at most one row per key). A pair with a NaN side (a diverged run,
-    blanked by study.tidy) is dropped, both sides."""
+    blanked by study.tidy) is dropped, both sides, or with `dropna` False kept with a NaN difference."""
     merged = first[[*keys, metric]].merge(second[[*keys, metric]], on=keys, suffixes=("", "_second"))
     merged["difference"] = 100 * (merged[metric] - merged[f"{metric}_second"])
-    return merged.dropna(subset=["difference"])[[*keys, "difference"]].reset_index(drop=True)
+    if dropna:
+        merged = merged.dropna(subset=["difference"])
+    return merged[[*keys, "difference"]].reset_index(drop=True)
 
 
 def paired_differences(
@@ -58,52 +84,267 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     return float(low), float(high)
 
 
-def _one_sided(values: np.ndarray, bound: float, alternative: str) -> float:
-    """p-value of the t-test that the mean is `alternative` ('greater' or 'less') than `bound`."""
+def t_test(values: np.ndarray, bound: float, alternative: str) -> float:
+    """p-value of the one-sample t-test of the mean against `bound` ('two-sided', 'greater' or
+    'less'); 1 with fewer than 2 values; with no spread (t undefined) 0 or 1 by the mean's side."""
     if len(values) < 2:
         return 1.0
-    if np.std(values) == 0:  # no spread (the t statistic is undefined): which side of the bound decides
+    if np.std(values) == 0:
         mean = float(np.mean(values))
-        return 0.0 if (mean > bound if alternative == "greater" else mean < bound) else 1.0
+        holds = {"two-sided": mean != bound, "greater": mean > bound, "less": mean < bound}[alternative]
+        return 0.0 if holds else 1.0
     return float(scipy_stats.ttest_1samp(values, bound, alternative=alternative).pvalue)
 
 
+def p_values(values: np.ndarray, delta: float) -> dict[str, float]:
+    """The rule's three p-values for one sample of differences: mean = 0 (two-sided), within
+    +-delta (TOST: the larger of its two one-sided p-values) and beyond the margin on the mean's
+    side. The same as t_test (scipy's ttest_1samp) for each, computed at once: the simulations
+    call this hundreds of thousands of times (tests/test_stats.py checks the two agree)."""
+    n = len(values)
+    if n < 2 or np.std(values) == 0:
+        mean = float(np.mean(values)) if n else 0.0
+        return {
+            "p_direction": t_test(values, 0.0, "two-sided"),
+            "p_equivalent": max(t_test(values, -delta, "greater"), t_test(values, delta, "less")),
+            "p_beyond": t_test(values, delta, "greater") if mean >= 0 else t_test(values, -delta, "less"),
+        }
+    mean, sem = float(np.mean(values)), float(np.std(values, ddof=1)) / math.sqrt(n)
+    t = (mean - np.array([-delta, 0.0, delta])) / sem  # against -delta, 0, +delta
+    greater, less = scipy_stats.t.sf(t, n - 1), scipy_stats.t.cdf(t, n - 1)  # P(T >= t), P(T <= t)
+    return {
+        "p_direction": float(min(1.0, 2 * min(greater[1], less[1]))),
+        "p_equivalent": float(max(greater[0], less[2])),
+        "p_beyond": float(greater[2] if mean >= 0 else less[0]),
+    }
+
+
+def describe(values: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
+    """n, mean, sd, the t interval and Cohen's d_z (mean / sd) of a sample of differences."""
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    mean = float(np.mean(values)) if len(values) else math.nan
+    low, high = t_interval(values, confidence)
+    return {
+        "n": len(values),
+        "mean": mean,
+        "sd": sd,
+        "low": low,
+        "high": high,
+        "effect_size": mean / sd if sd and sd > 0 else math.nan,
+    }
+
+
 def verdicts(
-    differences: pd.DataFrame, cell: list[str], delta: float = 0.5, alpha: float = 0.05, confidence: float = 0.95
+    differences: pd.DataFrame,
+    cell: list[str],
+    delta: float = DELTA,
+    alpha: float = ALPHA,
+    design: SeedDesign | None = None,
 ) -> pd.DataFrame:
-    """Per cell (in order of first appearance): n, mean, sd, the t interval, Cohen's d_z
-    (mean / sd), the Holm-adjusted p-values of the three tests, and the verdict of the rule in the
-    module docstring (Holm across all cells given: pass one comparison's cells together)."""
+    """The rule of the module docstring for one family: one verdict per group of `cell` (in
+    order of first appearance), each group's sample the rows' `difference` (NaN: a dropped pair).
+
+    `design` None: every row at one look. With a design, a group reaches look k when it has rows
+    of all of design.seeds_at(k) (it then uses theirs), and is tested at every look it reaches
+    until decided. Columns: `cell`, the look it was decided at or last tested at (1-based; 0:
+    none reached), `seeds` (its seeds there), describe(), the three p-values and the nominal
+    levels they were held to there, `verdict` and `margin` ('beyond', 'within', 'not shown' for
+    better / worse, else '')."""
+    groups = list(differences.groupby(cell, sort=False)) if len(differences) else []
+    looks = design.looks if design is not None else (None,)
+    samples = [[_sample(group, design, k) for k in range(len(looks))] for _, group in groups]
+    count = len(groups)
+    decided: dict[str, dict[int, int]] = {"direction": {}, "equivalence": {}}
+    last: dict[int, int] = {}
+
+    def level(family: str, k: int) -> float:
+        local = alpha / max(1, count - len(decided[family]))  # Holm: the alpha of the rejected passes on
+        sides = 2 if family == "direction" else 1
+        return float(design.nominal_levels(local, sides)[k]) if design is not None else local
+
+    p = {}
+    for k in range(len(looks)):
+        active = [i for i in range(count) if samples[i][k] is not None and not _settled(decided, i)]
+        for i in active:
+            last[i], p[i, k] = k, {**p_values(samples[i][k], delta), "levels": {}}
+        for family, name in (("direction", "p_direction"), ("equivalence", "p_equivalent")):
+            while True:
+                held_to = level(family, k)
+                for i in active:
+                    if i not in decided[family]:
+                        p[i, k]["levels"][family] = held_to  # the level it faces, or was decided at
+                newly = [
+                    i
+                    for i in active
+                    if i not in decided[family] and len(samples[i][k]) >= 2 and p[i, k][name] <= held_to
+                ]
+                if not newly:
+                    break
+                decided[family].update({i: k for i in newly})
     rows = []
-    for key, group in differences.groupby(cell, sort=False):
-        values = group["difference"].to_numpy(dtype=float)
-        low, high = t_interval(values, confidence)
-        sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-        rows.append(
-            {
-                **dict(zip(cell, key if isinstance(key, tuple) else (key,))),
-                "n": len(values),
-                "mean": float(np.mean(values)) if len(values) else math.nan,
-                "sd": sd,
-                "low": low,
-                "high": high,
-                "effect_size": float(np.mean(values)) / sd if sd and sd > 0 else math.nan,
-                "p_better": _one_sided(values, delta, "greater"),
-                "p_worse": _one_sided(values, -delta, "less"),
-                "p_equivalent": max(_one_sided(values, -delta, "greater"), _one_sided(values, delta, "less")),
-            }
-        )
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table.assign(verdict=pd.Series(dtype=str))
-    for test in ("p_better", "p_worse", "p_equivalent"):
-        table[test] = multipletests(table[test], method="holm")[1]
-    table["verdict"] = np.select(
-        [table["n"] < 2, table["p_better"] < alpha, table["p_worse"] < alpha, table["p_equivalent"] < alpha],
-        ["inconclusive", "better", "worse", "equivalent"],
-        "inconclusive",
-    )
-    return table
+    for i, (key, _) in enumerate(groups):
+        k = last.get(i)
+        values = samples[i][k] if k is not None else np.array([])
+        row = {**dict(zip(cell, key if isinstance(key, tuple) else (key,))), "look": 0 if k is None else k + 1}
+        row["seeds"] = 0 if k is None else design.looks[k] if design is not None and design.sequential else len(values)
+        row.update(describe(values))
+        found = p.get((i, k), {"p_direction": 1.0, "p_equivalent": 1.0, "p_beyond": 1.0, "levels": {}})
+        row.update({name: found[name] for name in ("p_direction", "p_equivalent", "p_beyond")})
+        row["level_direction"] = found["levels"].get("direction", math.nan)
+        row["level_equivalence"] = found["levels"].get("equivalence", math.nan)
+        verdict, margin = "inconclusive", ""
+        if i in decided["direction"]:
+            verdict = "better" if row["mean"] > 0 else "worse"
+            margin = "not shown"
+            if row["p_beyond"] <= row["level_direction"] / 2:
+                margin = "beyond"
+            elif i in decided["equivalence"]:
+                margin = "within"
+        elif i in decided["equivalence"]:
+            verdict = "equivalent"
+        rows.append({**row, "verdict": verdict, "margin": margin})
+    columns = [*cell, "look", "seeds", "n", "mean", "sd", "low", "high", "effect_size", "p_direction"]
+    columns += ["p_equivalent", "p_beyond", "level_direction", "level_equivalence", "verdict", "margin"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _settled(decided: dict[str, dict[int, int]], index: int) -> bool:
+    return any(index in family for family in decided.values())
+
+
+def _sample(group: pd.DataFrame, design: SeedDesign | None, look: int) -> np.ndarray | None:
+    """A group's differences at a look (dropped pairs left out). A sequential look needs a row
+    (a pair, or a dropped one as NaN) of each of its seeds (None: not reached); one look takes
+    the rows of the design's seeds that are there."""
+    if design is None:
+        return group["difference"].dropna().to_numpy(dtype=float)
+    wanted = design.seeds_at(look)
+    if design.sequential and not set(wanted) <= set(group["seed"]):
+        return None
+    return group.loc[group["seed"].isin(wanted), "difference"].dropna().to_numpy(dtype=float)
+
+
+def claim(verdict: str, margin: str, delta: float = DELTA) -> str:
+    """A verdict in words: 'better, by more than 0.5 points', 'equivalent (within +-0.5 points)'..."""
+    if verdict in ("better", "worse"):
+        return {
+            "beyond": f"{verdict}, by more than {delta:g} points",
+            "within": f"{verdict}, by less than the {delta:g}-point margin",
+            "not shown": f"{verdict}, not shown to exceed the {delta:g}-point margin",
+        }[margin]
+    if verdict == "equivalent":
+        return f"equivalent (within +-{delta:g} points)"
+    return verdict
+
+
+# --- per-level estimates ------------------------------------------------------------------------
+
+
+def max_t_critical(centered: np.ndarray, confidence: float, draws: int = 10_000, seed: int = 0) -> float:
+    """The critical value c with P(max over levels |t| > c) = 1 - confidence for seeds x levels
+    differences with the covariance of `centered` (each column centered), from `draws` normal
+    samples of as many seeds with that covariance (a fixed seed: the same answer every time)."""
+    n = centered.shape[0]
+    generator = np.random.default_rng(seed)
+    samples = generator.standard_normal((draws, n, n)) @ centered / math.sqrt(n - 1)
+    sd = samples.std(axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(samples.mean(axis=1) / (sd / math.sqrt(n)))
+    t = np.where(sd > 0, t, 0.0)  # a level without spread has no t
+    return float(np.quantile(t.max(axis=1), confidence))
+
+
+def simultaneous(differences: pd.DataFrame, level: str, delta: float = DELTA, alpha: float = ALPHA) -> pd.DataFrame:
+    """Per value of `level` (one setting's levels; rows: seed, `level`, difference): describe(),
+    and the interval simultaneous over the levels (max-|t|, confidence 1 - alpha) from the seeds
+    that have every level; `verdict`: better / worse when that interval excludes 0, equivalent
+    when the simultaneous 1 - 2 alpha interval lies within +-delta, else inconclusive."""
+    table = differences.pivot(index="seed", columns=level, values="difference").dropna()
+    rows = []
+    n = len(table)
+    if n >= 2:
+        centered = (table - table.mean()).to_numpy()
+        wide = max_t_critical(centered, 1 - alpha)
+        narrow = max_t_critical(centered, 1 - 2 * alpha)
+    for name, values in differences.groupby(level, sort=False)["difference"]:
+        row = {level: name, **describe(values.to_numpy(dtype=float))}
+        verdict = "inconclusive"
+        if n >= 2:
+            complete = table[name].to_numpy()
+            mean, sem = complete.mean(), complete.std(ddof=1) / math.sqrt(n)
+            row.update(simultaneous_low=mean - wide * sem, simultaneous_high=mean + wide * sem)
+            if mean - wide * sem > 0:
+                verdict = "better"
+            elif mean + wide * sem < 0:
+                verdict = "worse"
+            elif -delta < mean - narrow * sem and mean + narrow * sem < delta:
+                verdict = "equivalent"
+        rows.append({**row, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+# --- power ----------------------------------------------------------------------------------------
+
+
+def power(mean: float, sd: float, seeds: int, level_direction: float, level_equivalence: float, delta: float) -> dict:
+    """The paired t-test's power (statsmodels TTestPower) at a true mean difference `mean` with
+    seed spread `sd`, `seeds` pairs: to call it better / worse (two-sided at level_direction) and
+    to call it equivalent (TOST at level_equivalence; the power of both one-sided tests, less 1,
+    a lower bound)."""
+    analysis = TTestPower()
+    direction = analysis.power(abs(mean) / sd, seeds, level_direction, alternative="two-sided")
+    above = analysis.power((mean + delta) / sd, seeds, level_equivalence, alternative="larger")
+    below = analysis.power((mean - delta) / sd, seeds, level_equivalence, alternative="smaller")
+    return {"direction": direction, "equivalence": np.maximum(0.0, above + below - 1)}
+
+
+def sequential_power(
+    mean: float, sd: float, design: SeedDesign, level: float, draws: int = 20_000, seed: int = 0
+) -> float:
+    """The probability that the design's looks call a true difference `mean` (spread `sd`)
+    better (worse, for a negative mean): two-sided t-tests at each look's nominal level for a
+    test of `level`, from `draws` simulated studies (a fixed seed: the same answer every time)."""
+    generator = np.random.default_rng(seed)
+    values = generator.normal(mean, sd, size=(draws, design.looks[-1]))
+    nominal = design.nominal_levels(level, 2)
+    decided = np.zeros(draws, dtype=bool)
+    for count, threshold in zip(design.looks, nominal):
+        sample = values[:, :count]
+        t = sample.mean(axis=1) / (sample.std(axis=1, ddof=1) / math.sqrt(count))
+        p = 2 * scipy_stats.t.sf(np.abs(t), count - 1)
+        decided |= (p <= threshold) & (np.sign(t) == np.sign(mean))
+    return float(decided.mean())
+
+
+def detectable(seeds: int, level: float, target: float = POWER) -> float:
+    """The smallest true mean difference, in standard deviations of the seeds' differences, that
+    the two-sided paired t-test at `level` with `seeds` pairs rejects with probability `target`."""
+    return float(TTestPower().solve_power(nobs=seeds, alpha=level, power=target, alternative="two-sided"))
+
+
+def seeds_to_decide(
+    mean: float, sd: float, level_direction: float, level_equivalence: float, delta: float, target: float = POWER
+) -> tuple[int | None, str]:
+    """The fewest seeds (2 .. MOST_SEEDS) at which a true difference `mean` with spread `sd` is
+    decided with probability `target` by the test it is nearer to passing (better / worse, or
+    equivalent), and that claim; (None, claim) beyond MOST_SEEDS."""
+    if not sd > 0:
+        return 2, "better" if mean > 0 else "worse" if mean < 0 else "equivalent"
+    seeds = np.arange(2, MOST_SEEDS + 1)
+    found = power(mean, sd, seeds, level_direction, level_equivalence, delta)
+    options = []
+    for name, values in (("equivalence", found["equivalence"]), ("direction", found["direction"])):
+        reached = np.flatnonzero(np.asarray(values) >= target)
+        if len(reached):
+            options.append((int(seeds[reached[0]]), name))
+    words = {"direction": "better" if mean > 0 else "worse", "equivalence": "equivalent"}
+    if not options:
+        return None, words["direction" if abs(mean) >= delta else "equivalence"]
+    count, name = min(options)
+    return count, words[name]
+
+
+# --- mask overlap ---------------------------------------------------------------------------------
 
 
 def expected_jaccard(size: int, first: int, second: int) -> float:

@@ -1,9 +1,11 @@
 """The four research questions as plans of units, and their results as one tidy table.
 
 A question's plan turns its notebook's parameters into `Unit`s: find tickets for a config, or
-train the tickets another config found. `run` does each unit (resuming whatever exists), records
-the plan in `<exp_root>/<question>/plans/<plan id>.json` and `collect`s the rows back. The report
-reads those plan files, so a notebook and the report show the same rows, figures and sentences.
+train the tickets another config found, and the `Analysis` its verdicts are drawn with (the
+primary endpoint, the margin and the seed design). `run` does each unit (resuming whatever
+exists; with seeds until decided, in batches), records the plan and its analysis in
+`<exp_root>/<question>/plans/<plan id>.json` and `collect`s the rows back. The report reads those
+plan files, so a notebook and the report show the same rows, figures and sentences.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from lthutils import analysis
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import REPO_ROOT, training_examples
 from lthutils.experiments import evaluate_tickets, find_tickets, prepare
+from lthutils.lottery import projected_remaining
 from lthutils.results import divergence_note, read_results, write_json
+from lthutils.rule import Analysis
+from lthutils.sequential import SeedDesign
 
 
 @dataclass(frozen=True)
@@ -88,26 +93,76 @@ def notebook_folder(name: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(NOTEBOOKS_DIR / path)
 
 
-def check(units: list[Unit]) -> None:
-    """Every check of every unit that needs the machine (folders, dataset available, sizes),
-    before any work."""
+def check(units: list[Unit], declared: Analysis | None = None) -> None:
+    """Every check of every unit that needs the machine (folders, dataset available, sizes) and,
+    with `declared`, that its primary endpoint takes a pruned level of every setting, before any work."""
     for config in {unit.config for unit in units}:
         for name in ("exp_root", "model_root"):
             folder = Path(getattr(config, name))
             if not folder.is_dir() and (folder.exists() or not folder.parent.is_dir()):
                 allowed = "a folder, or a new one inside an existing folder (an executed notebook keeps the "
                 raise ConfigError(name, str(folder), allowed + "absolute folders it ran with: set them to yours)")
-        prepare(config)
+        setting = prepare(config)
+        if declared is not None:
+            levels = 100 * pd.Series(
+                projected_remaining(setting.template, setting.config)[1:], index=range(1, config.rounds + 1)
+            )
+            if not declared.rounds(levels):
+                reached = ", ".join(f"{v:.3g}%" for v in levels)
+                raise ConfigError(
+                    "primary",
+                    declared.primary,
+                    f"a band holding a pruned level ({config.architecture} reaches {reached} of weights remaining)",
+                )
 
 
-def run(units: list[Unit], scheduler: str | None = None) -> pd.DataFrame:
-    """Check, then run the units (finders first), record the plan, and return its rows.
+def run(
+    units: list[Unit],
+    scheduler: str | None = None,
+    declared: Analysis | None = None,
+    question: Question | None = None,
+) -> pd.DataFrame:
+    """Check, then run the units (finders first), record the plan with its analysis (None: the
+    default one, unchecked against the units' pruning levels), and return its rows (of the
+    design's seeds).
 
     `scheduler`: None runs them here, one after another; a Dask scheduler's address (such as
     `run-all --scheduler local` passes to the notebooks) runs each seed of each unit as a task
-    there (lthutils.cluster).
+    there (lthutils.cluster). With a sequential seed design (`declared.design`) the units run
+    with the first look's seeds; then, look by look, `question`'s verdicts say which settings are
+    still inconclusive, and the units behind them (and the searches their transfers need) get
+    the next look's seeds. The verdicts are a function of the rows alone, so a rerun resumes.
     """
-    check(units)
+    check(units, declared)
+    declared = declared or analysis.DEFAULT
+    _execute(units, scheduler)
+    design = declared.design
+    for look in range(1, len(design.looks)):
+        evidence = question.evidence(collect([u.results_path for u in units], seeds=design.seeds), declared)
+        open_settings = evidence.primary[evidence.primary["verdict"] == "inconclusive"]
+        runs = set().union(
+            *(evidence.runs[c, s] for c, s in zip(open_settings["comparison"], open_settings["setting"]))
+        )
+        wanted = [u for u in units if u.results_path.parent.name in runs]
+        sources = {u.source.run_id() for u in wanted if u.source is not None}
+        wanted += [u for u in units if u.source is None and u.config.run_id() in sources and u not in wanted]
+        if not wanted:
+            break
+        seeds = design.seeds_at(look)
+        _execute([Unit(dataclasses.replace(u.config, seeds=seeds), u.source) for u in wanted], scheduler)
+    tickets = {unit.tickets().name: unit.tickets().absolute() for unit in units}
+    results = collect([unit.results_path for unit in units], tickets, design.seeds)
+    exp_root = Path(units[0].config.exp_root).absolute()
+    plan = {
+        "results": sorted(str(unit.results_path.absolute().relative_to(exp_root)) for unit in units),
+        "tickets": {run_id: os.path.relpath(path, exp_root) for run_id, path in sorted(tickets.items())},
+        "analysis": declared.to_dict(),
+    }
+    write_json(exp_root / units[0].config.name / "plans" / f"{analysis.plan_id(results, declared)}.json", plan)
+    return results
+
+
+def _execute(units: list[Unit], scheduler: str | None) -> None:
     if scheduler is None:
         for unit in sorted(units, key=lambda u: u.source is not None):
             unit.run()
@@ -115,36 +170,35 @@ def run(units: list[Unit], scheduler: str | None = None) -> pd.DataFrame:
         from lthutils import cluster  # dask: only when a scheduler is used
 
         cluster.run_units(units, scheduler)
-    tickets = {unit.tickets().name: unit.tickets().absolute() for unit in units}
-    results = collect([unit.results_path for unit in units], tickets)
-    exp_root = Path(units[0].config.exp_root).absolute()
-    plan = {
-        "results": sorted(str(unit.results_path.absolute().relative_to(exp_root)) for unit in units),
-        "tickets": {run_id: os.path.relpath(path, exp_root) for run_id, path in sorted(tickets.items())},
-    }
-    write_json(exp_root / units[0].config.name / "plans" / f"{analysis.plan_id(results)}.json", plan)
-    return results
 
 
-def plans(exp_root: str | Path) -> dict[str, list[pd.DataFrame]]:
-    """Each question's recorded plans under exp_root, as tidy frames, by question key."""
-    found: dict[str, list[pd.DataFrame]] = {}
+def plans(exp_root: str | Path) -> dict[str, list[tuple[pd.DataFrame, Analysis]]]:
+    """Each question's recorded plans under exp_root, as tidy frames with their declared analysis
+    (plans recorded before analyses were: the default), by question key."""
+    found: dict[str, list[tuple[pd.DataFrame, Analysis]]] = {}
     for key in QUESTIONS:
         for path in sorted(Path(exp_root).glob(f"{key}/plans/*.json")):
             plan = json.loads(path.read_text())
             if isinstance(plan, list):  # written before plans named their ticket folders
                 plan = {"results": plan, "tickets": {}}
+            declared = Analysis.from_dict(plan.get("analysis", {}))
             paths = [Path(exp_root) / relative for relative in plan["results"]]
             tickets = {run_id: Path(exp_root) / relative for run_id, relative in plan["tickets"].items()}
             if all(path.exists() for path in paths):
-                found.setdefault(key, []).append(collect(paths, tickets))
+                found.setdefault(key, []).append((collect(paths, tickets, declared.design.seeds), declared))
     return found
 
 
-def collect(results_paths: list[Path], tickets: dict[str, Path] | None = None) -> pd.DataFrame:
-    """The rows of these results.csv files, tidy; with `tickets` (ticket folder by the run id
-    that found them), each row's `tickets` column names the folder of the tickets it trained."""
-    frame = tidy(pd.concat([read_results(path) for path in results_paths], ignore_index=True))
+def collect(
+    results_paths: list[Path], tickets: dict[str, Path] | None = None, seeds: tuple[int, ...] | None = None
+) -> pd.DataFrame:
+    """The rows of these results.csv files (those of `seeds`, if given), tidy; with `tickets`
+    (ticket folder by the run id that found them), each row's `tickets` column names the folder
+    of the tickets it trained."""
+    frames = [read_results(path) for path in results_paths if path.exists()]
+    frame = tidy(pd.concat(frames, ignore_index=True))
+    if seeds is not None:
+        frame = frame[frame["seed"].isin(seeds)].reset_index(drop=True)
     if tickets:
         finder = frame["source_run_id"] if "source_run_id" in frame else frame["run_id"]
         frame["tickets"] = finder.fillna(frame["run_id"]).map({k: str(v) for k, v in tickets.items()})
@@ -177,7 +231,7 @@ def _base(
     rounds: int,
     rate: float | None,
     iterations: int,
-    seeds: list[int],
+    seeds: list[int] | dict,
     eval_every: int,
     val_size: int | None,
     exp_root: str,
@@ -191,7 +245,7 @@ def _base(
         prune_rate=rate,
         epochs=None,
         iterations=iterations,
-        seeds=tuple(seeds),
+        seeds=SeedDesign.parse(seeds).seeds_at(0),  # a sequential design's first look; study.run adds the rest
         eval_every=eval_every,
         val_size=val_size,
         exp_root=exp_root,
@@ -354,16 +408,23 @@ class Question:
     notebook: str
     title: str
     plan: Callable[..., list[Unit]]
-    evidence: Callable[[pd.DataFrame], analysis.Evidence]
+    evidence: Callable[[pd.DataFrame, Analysis], analysis.Evidence]
     draw: Callable[..., dict[str, Figure]]  # (frame, evidence, **display parameters) -> figures by name
 
-    def conclude(self, frame: pd.DataFrame) -> str:
+    def units(
+        self, primary: dict | None = None, delta: float = analysis.DEFAULT.delta, **parameters
+    ) -> tuple[list[Unit], Analysis]:
+        """A notebook's parameters (but its scheduler) as the units of work and the analysis
+        declared for their verdicts; ConfigError for a bad value, before any work."""
+        return self.plan(**parameters), Analysis.declare(primary, delta, parameters.get("seeds"))
+
+    def conclude(self, frame: pd.DataFrame, declared: Analysis = analysis.DEFAULT) -> str:
         """The rule, the conclusion and its caveats as markdown, naming any runs that diverged."""
-        return self.evidence(frame).markdown() + divergence_note(frame)
+        return self.evidence(frame, declared).markdown() + divergence_note(frame)
 
     def figures(self, frame: pd.DataFrame, evidence: analysis.Evidence, figures_dir: str | Path, **display) -> list:
         """Draw the question's figures and save each as `<key>-<plan>_<name>`.png and .pdf; the PNGs' paths."""
-        stem = f"{self.key}-{analysis.plan_id(frame)}"
+        stem = f"{self.key}-{analysis.plan_id(frame, evidence.analysis)}"
         return analysis.save_figures(self.draw(frame, evidence, **display), figures_dir, stem)
 
 

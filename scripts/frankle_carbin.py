@@ -4,7 +4,8 @@ Reads the results.csv of an IMP run with the reinit control (the command is in d
 and prints, effect by effect, the paper's statement, our per-seed paired values, their mean and
 95% t interval, and whether ours agrees: a directional effect agrees when its interval lies on
 the paper's side of zero, "about the dense network's accuracy" when the two one-sided tests
-(margin 0.5 points) say equivalent (lthutils.stats.verdicts), and an effect is "not shown" when
+(margin 0.5 points) put it within +-0.5 points (lthutils.stats.verdicts: equivalent, or better /
+worse by less than the margin), and an effect is "not shown" when
 the interval holds zero. Accuracies are test accuracies at the early-stopping iteration (the
 step of least validation loss), as in the paper; early-stopping changes are per-seed ratios.
 
@@ -40,8 +41,9 @@ def summary(values: pd.Series, expected_sign: int | None) -> dict:
     values = values.dropna()
     low, high = t_interval(values.to_numpy())
     if expected_sign is None:  # "about the same": two one-sided tests with a 0.5-point margin
-        verdict = verdicts(pd.DataFrame({"cell": 0, "difference": values}), ["cell"])["verdict"].iloc[0]
-        agrees = {"equivalent": "agrees"}.get(verdict, f"not shown ({verdict})")
+        judged = verdicts(pd.DataFrame({"cell": 0, "difference": values}), ["cell"]).iloc[0]
+        within = judged["verdict"] == "equivalent" or judged["margin"] == "within"
+        agrees = "agrees" if within else f"not shown ({judged['verdict']})"
     elif np.isnan(low):
         agrees = "not shown (fewer than 2 seeds)"
     elif expected_sign * low > 0 and expected_sign * high > 0:

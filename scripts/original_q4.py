@@ -7,7 +7,8 @@ trajectory). Then, as its analysis cell does, takes the last level's (13.4% of w
 accuracy after whole-set retraining (at 60,000, the expIntegration file: the study did not
 retrain there) and prints tickets minus reinit, in points, beside the study's published
 single-seed numbers. With two seeds or more it adds the paired mean, its 95% t interval and the
-kit's verdict (margin 0.5 points, Holm across the table's cells: lthutils.stats.verdicts).
+kit's verdict (lthutils.stats.verdicts: a t-test against 0 with Holm across the table's rows,
+equivalence within 0.5 points).
 
     python scripts/original_q4.py --seeds 42                  # as the study ran it (one seed)
     python scripts/original_q4.py --seeds 42 43 44 45 46      # does its answer survive five seeds?

@@ -125,7 +125,10 @@ CASES = {  # name: (arguments, the start of the message after "error: ")
         ["run", "q1list.yaml"],
         "q1list.yaml: models=['fc:1x10', 5] is not allowed: expected a list of strings like the default",
     ),
-    "null inside a list": (["run", "q1null.yaml"], "q1null.yaml: seeds=[0, None] is not allowed: expected a list of"),
+    "null inside a list": (
+        ["run", "q1null.yaml"],
+        "q1null.yaml: seeds=[0, None] is not allowed: expected a non-empty list of non-negative integers",
+    ),
     "NaN in a parameter file": (["run", "q1nan.yaml"], "q1nan.yaml: rate=nan is not allowed: expected a finite number"),
     "infinity in a parameter file": (["run", "q1inf.yaml"], "q1inf.yaml: lr=inf is not allowed: expected a finite"),
     "NaN in a config file": (["imp", *TINY, "--config", "nan.yaml"], "momentum=nan is not allowed: expected a"),

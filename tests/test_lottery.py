@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lthutils.config import ExperimentConfig
-from lthutils.experiments import find_tickets
-from lthutils.lottery import Ticket, derive_seed, fresh_weights, next_mask
+from lthutils.experiments import find_tickets, prepare
+from lthutils.lottery import Ticket, derive_seed, fresh_weights, next_mask, projected_remaining
 from lthutils.models import build_model
 from lthutils.pruning import Mask
 from lthutils.results import read_results
@@ -44,6 +44,7 @@ def test_imp_writes_every_round_and_kind(tiny):
     remaining = frame.groupby("round")["weights_remaining"].first()
     expected_r1 = (235200 - round(0.2 * 235200) + 30000 - 6000 + 1000 - 100) / 266200
     assert remaining[0] == 1.0 and remaining[1] == pytest.approx(expected_r1)
+    assert remaining.tolist() == projected_remaining(prepare(tiny).template, prepare(tiny).config)  # known beforehand
     assert (frame.groupby("round")["weights_remaining"].nunique() == 1).all()  # controls share the counts
     assert (frame["test_acc"] > 0.3).all()  # 300 real images, one epoch: well above chance (0.1)
     assert sorted(p.name for p in (tickets / "seed0").iterdir()) == ["round0.pt", "round1.pt", "round2.pt"]
@@ -163,3 +164,11 @@ def test_seeds_trained_together_equal_seeds_trained_alone(tiny, tmp_path):
     pd.testing.assert_frame_equal(
         both[both.seed == 1][cols].reset_index(drop=True), results_of(alone)[cols].reset_index(drop=True)
     )
+
+
+def test_the_levels_of_global_pruning_are_known_before_training(tiny):
+    config = replace(tiny, prune_scope="global", prune_rate=0.3, controls=())
+    find_tickets(config)
+    remaining = results_of(config).groupby("round")["weights_remaining"].first().tolist()
+    assert remaining == projected_remaining(prepare(config).template, prepare(config).config)
+    assert remaining[2] == pytest.approx(0.49, abs=1e-4)

@@ -17,6 +17,7 @@ from tiny_study import FIGURES, PARAMETERS, ROWS
 
 from lthutils import analysis, plots, study
 from lthutils.report import _markdown_to_html, build_report
+from lthutils.rule import Analysis
 from lthutils.runner import KERNEL, NOTEBOOKS_DIR, notebook_defaults
 
 
@@ -29,17 +30,17 @@ def test_every_notebook_writes_its_rows_and_figures(study_run):
     plans = study.plans(root / "exp_result")
     assert sorted(plans) == ["q1", "q2", "q3", "q4"] and all(len(frames) == 1 for frames in plans.values())
     for key in PARAMETERS:
-        frame = plans[key][0]
-        assert len(frame) == ROWS[key], key
+        frame, declared = plans[key][0]
+        assert declared.primary == {"level": "last"} and len(frame) == ROWS[key], key
         trained = frame[frame["train_iterations"] == 10]  # Q4's equal-epochs searches take 1 step
         assert len(trained) >= len(frame) - 12 and (trained["test_acc"] > 0.15).all(), key  # chance: 0.10
         for name in FIGURES[key]:
-            png = root / "exp_result" / "figures" / f"{key}-{analysis.plan_id(frame)}_{name}.png"
+            png = root / "exp_result" / "figures" / f"{key}-{analysis.plan_id(frame, declared)}_{name}.png"
             with Image.open(png) as image:
                 image.verify()
                 assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 250, name
             assert (png.with_suffix(".pdf")).read_bytes().startswith(b"%PDF"), name
-    q2, q4 = plans["q2"][0], plans["q4"][0]
+    q2, q4 = plans["q2"][0][0], plans["q4"][0][0]
     crossed = q2[q2["transfer"]]
     assert len(crossed) == 20 and (crossed["source_dataset"] != crossed["dataset"]).all()
     assert set(q4["source_num_train"]) == {100, 300, 3500} and set(q4[q4["transfer"]]["num_train"]) == {3500}
@@ -53,7 +54,8 @@ def test_executed_notebooks_show_figures_and_a_computed_conclusion(study_run):
         outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
         assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2, path.name
         markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
-        assert markdown[0].startswith("**Decision rule**") and "cells, with" in markdown[1], path.name
+        assert markdown[0].startswith("**Decision rule**") and markdown[1] == markdown[0], path.name  # before, after
+        assert "settings (primary endpoint; Holm across" in markdown[2], path.name
         assert markdown[-1].startswith("**Caveats**") and "Seeds: 0" in markdown[-1], path.name
     q1 = nbformat.read(executed[0], as_version=4)
     injected = [c for c in q1.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -66,8 +68,8 @@ def test_every_figure_reads_at_report_size_and_in_a_paper_column(study_run):
     covers a panel; every PNG is one width, so the report shows them at one scale."""
     root, _, _ = study_run
     for key, frames in study.plans(root / "exp_result").items():
-        question, frame = study.QUESTIONS[key], frames[0]
-        drawn = question.draw(frame, question.evidence(frame))
+        question, (frame, declared) = study.QUESTIONS[key], frames[0]
+        drawn = question.draw(frame, question.evidence(frame, declared))
         assert sorted(drawn) == sorted(FIGURES[key])
         for name, figure in drawn.items():
             assert plots.layout_problems(figure) == [], (key, name)
@@ -121,13 +123,16 @@ def test_report_collects_every_result(study_run):
     page = index.read_text()
     for key, question in study.QUESTIONS.items():
         assert question.title in page
-        evidence = question.evidence(study.plans(root / "exp_result")[key][0])
+        evidence = question.evidence(*study.plans(root / "exp_result")[key][0])
         assert _markdown_to_html(evidence.conclusion.splitlines()[0]) in page and "<h3>Caveats</h3>" in page
     assert page.count("<img ") == sum(len(f) for f in FIGURES.values())
     assert (index.parent / "conclusions.md").read_text().count("### Q") == 4
     verdicts = pd.read_csv(index.parent / "verdicts.csv")
     assert sorted(verdicts["question"].unique()) == ["q1", "q2", "q3", "q4"]
-    assert set(verdicts["verdict"]) <= {"better", "equivalent", "worse", "inconclusive", "unconverged"}
+    words = {"better", "equivalent", "worse", "inconclusive", "unconverged"}
+    assert set(verdicts["verdict"].str.split(",| ").str[0]) <= words
+    levels = pd.read_csv(index.parent / "levels.csv")
+    assert sorted(levels["question"].unique()) == ["q1", "q2", "q3", "q4"] and len(levels) > len(verdicts)
     all_results = pd.read_csv(index.parent / "all_results.csv")
     assert len(all_results) == sum(ROWS.values())
     assert sorted(all_results["study"].unique()) == ["q1", "q2", "q3", "q4"]
@@ -160,5 +165,6 @@ def test_notebook_parameters_are_the_plans_parameters():
     for question in study.QUESTIONS.values():
         defaults = notebook_defaults(NOTEBOOKS_DIR / question.notebook)
         assert defaults.pop("scheduler") is None  # where the units run: study.run's, not the plan's
-        units = question.plan(**{**defaults, "exp_root": "/nowhere", "model_root": "/nowhere"})
+        units, declared = question.units(**{**defaults, "exp_root": "/nowhere", "model_root": "/nowhere"})
         assert units and all(unit.config.exp_root == "/nowhere" for unit in units)
+        assert declared == Analysis.declare(defaults["primary"], defaults["delta"], defaults["seeds"])

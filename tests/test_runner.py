@@ -19,7 +19,7 @@ def write(tmp_path, content, name="bad.yaml"):
 
 
 def q1(**parameters):
-    return {"question": "q1", "parameters": {"num_train": 300, "rounds": 1, **parameters}}
+    return {"question": "q1", "parameters": {"num_train": 300, "rounds": 1, "primary": {"level": "last"}, **parameters}}
 
 
 @pytest.mark.parametrize(
@@ -38,8 +38,16 @@ def q1(**parameters):
         (q1(quiet="yes"), "{path}: quiet='yes' is not allowed: expected true or false like the default False"),
         (
             q1(seeds=None),
-            "{path}: seeds=None is not allowed: expected a list of integers like the default [0, 1, 2, 3, 4]",
+            "{path}: seeds=None is not allowed: expected a list of seeds or {{start: S, step: T, max: M}}",
         ),
+        (q1(seeds={"start": 5, "step": 5}), "{path}: seeds={{'start': 5, 'step': 5}} is not allowed: expected a list"),
+        (
+            q1(seeds={"start": 5, "step": 5, "max": 3}),
+            "{path}: seeds={{'max': 3, 'start': 5, 'step': 5}} is not allowed: expected {{start: S",
+        ),
+        (q1(primary={"band": [0.5, 0.1]}), "{path}: primary={{'band': [0.5, 0.1]}} is not allowed: expected {{band:"),
+        (q1(primary="last"), "{path}: primary='last' is not allowed: expected {{band: [low, high]}}"),
+        (q1(delta=-1), "{path}: delta=-1 is not allowed: expected a margin in points"),
         (q1(exp_root=None), "{path}: exp_root=None is not allowed: expected a string like the default"),
         (
             q1(controls=["random_mask"]),
@@ -53,7 +61,7 @@ def q1(**parameters):
         (q1(models=[]), "{path}: models=[] is not allowed: expected a non-empty list of distinct models"),
         (q1(num_train=100000), "{path}: num_train=100000 is not allowed: expected at most 58000"),
         (q1(controls=["reinit", "shuffle"]), "{path}: controls=('reinit', 'shuffle') is not allowed"),
-        (q1(seeds=[]), "{path}: seeds=() is not allowed: expected a non-empty list"),
+        (q1(seeds=[]), "{path}: seeds=[] is not allowed: expected a non-empty list"),
         ({"question": "q2", "parameters": {"datasets": ["digits5k"]}}, "{path}: datasets=['digits5k'] is not allowed"),
         ({"question": "q2", "parameters": {"heatmap_rounds": [9]}}, "{path}: heatmap_rounds=[9] is not allowed"),
         (
@@ -145,7 +153,8 @@ def test_a_failing_cell_names_notebook_cell_and_exception(tmp_path, monkeypatch)
     notebook.cells.insert(2, nbformat.v4.new_code_cell('raise ValueError("boom in the study")'))
     nbformat.write(notebook, notebooks / "q1_model_scale.ipynb")
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", notebooks)
-    values = {"num_train": 300, "rounds": 1, "exp_root": str(tmp_path / "e"), "model_root": str(tmp_path / "m")}
+    values = {"num_train": 300, "rounds": 1, "primary": {"level": "last"}}
+    values |= {"exp_root": str(tmp_path / "e"), "model_root": str(tmp_path / "m")}
     checked = runner.load_parameter_file(write(tmp_path, {"question": "q1", "parameters": values}, "q1.yaml"))
     with pytest.raises(runner.NotebookError) as error:
         runner.run(checked, tmp_path / "out")

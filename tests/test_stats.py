@@ -5,10 +5,21 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats as scipy_stats
-from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.weightstats import ttost_paired
 
 from lthutils.pruning import Mask, random_mask
-from lthutils.stats import expected_jaccard, mask_overlap, paired_differences, t_interval, verdicts
+from lthutils.stats import (
+    claim,
+    expected_jaccard,
+    mask_overlap,
+    max_t_critical,
+    p_values,
+    paired_differences,
+    power,
+    seeds_to_decide,
+    t_interval,
+    verdicts,
+)
 
 
 def test_t_interval_of_known_values():
@@ -18,8 +29,16 @@ def test_t_interval_of_known_values():
     assert np.isnan(t_interval(np.array([1.0]))[0])
 
 
-def test_holm_correction_matches_statsmodels_on_fixed_p_values():
-    assert multipletests([0.01, 0.04, 0.03, 0.005], method="holm")[1] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+def test_the_three_tests_agree_with_scipy_and_statsmodels():
+    generator = np.random.default_rng(0)
+    for values in [generator.normal(mean, 0.6, 5) for mean in (-1.0, -0.2, 0.0, 0.3, 1.2)] + [np.array([0.1, 0.4])]:
+        found = p_values(values, 0.5)
+        assert found["p_direction"] == pytest.approx(scipy_stats.ttest_1samp(values, 0).pvalue)
+        tost = ttost_paired(values, np.zeros_like(values), -0.5, 0.5)[0]
+        assert found["p_equivalent"] == pytest.approx(tost)
+        side = "greater" if values.mean() >= 0 else "less"
+        bound = 0.5 if side == "greater" else -0.5
+        assert found["p_beyond"] == pytest.approx(scipy_stats.ttest_1samp(values, bound, alternative=side).pvalue)
 
 
 def frame_of(differences: dict[str, list[float]], control: str = "reinit") -> pd.DataFrame:
@@ -40,27 +59,42 @@ def test_the_decision_rule_on_constructed_results():
             "noisy": [3.0, -2.5, 1.5, -3.0, 2.0],
             "clear loss": [-2.0, -2.2, -1.9, -2.1, -2.05],
             "one seed": [5.0],
+            "small gain": [0.3, 0.25, 0.2, 0.35, 0.3],
+            "gain near the margin": [0.9, 0.5, 1.1, 0.4, 0.8],
         }
     )
     table = verdicts(paired_differences(frame, ["cell"], "reinit"), ["cell"], delta=0.5).set_index("cell")
-    assert table["verdict"].to_dict() == {
-        "clear gain": "better",
-        "true null": "equivalent",
-        "noisy": "inconclusive",
-        "clear loss": "worse",
-        "one seed": "inconclusive",
+    assert table[["verdict", "margin"]].apply(tuple, axis=1).to_dict() == {
+        "clear gain": ("better", "beyond"),
+        "true null": ("equivalent", ""),
+        "noisy": ("inconclusive", ""),
+        "clear loss": ("worse", "beyond"),
+        "one seed": ("inconclusive", ""),
+        "small gain": ("better", "within"),  # above 0 and inside +-0.5: both tests reject
+        "gain near the margin": ("better", "not shown"),
     }
     assert table.loc["clear gain", "n"] == 5 and table.loc["clear gain", "mean"] == pytest.approx(3.0)
-    assert table.loc["clear gain", "low"] > 0.5 and table.loc["noisy", "low"] < 0 < table.loc["noisy", "high"]
+    assert table.loc["noisy", "low"] < 0 < table.loc["noisy", "high"]
+    assert claim("better", "within", 0.5) == "better, by less than the 0.5-point margin"
+    assert claim("worse", "beyond", 0.5) == "worse, by more than 0.5 points"
 
 
-def test_holm_makes_a_borderline_cell_inconclusive_among_many():
-    borderline = [1.5, 0.7, 1.9, 0.9, 1.4]  # mean 1.28 > delta 0.5: one-sided p of about 0.02 alone
+def test_holm_makes_a_borderline_setting_inconclusive_among_many():
+    borderline = [1.0, 0.3, 1.4, 0.2, 0.9]  # mean 0.76: two-sided p of about 0.03 alone
     alone = verdicts(paired_differences(frame_of({"a": borderline}), ["cell"], "reinit"), ["cell"])
-    assert alone["verdict"].tolist() == ["better"]
-    many = {"a": borderline, **{f"null {k}": [0.3, -0.3, 0.2, -0.2, 0.1] for k in range(5)}}
+    assert alone["verdict"].tolist() == ["better"] and 0.01 < alone["p_direction"].iloc[0] < 0.05
+    many = {"a": borderline, **{f"noisy {k}": [3.0, -2.5, 1.5, -3.0, 2.0] for k in range(5)}}
     table = verdicts(paired_differences(frame_of(many), ["cell"], "reinit"), ["cell"]).set_index("cell")
-    assert table.loc["a", "verdict"] == "inconclusive"  # 6 cells: its p times up to 6
+    assert table.loc["a", "verdict"] == "inconclusive"  # held to 0.05 / 6 at the first step
+    assert table.loc["a", "level_direction"] == pytest.approx(0.05 / 6)
+
+
+def test_a_decided_setting_passes_its_alpha_on():
+    """Holm: once the clear gain is rejected at 0.05 / 2, the borderline one faces 0.05 / 1."""
+    both = {"clear": [2.9, 3.1, 3.0, 3.2, 2.8], "a": [1.0, 0.3, 1.4, 0.2, 0.9]}
+    table = verdicts(paired_differences(frame_of(both), ["cell"], "reinit"), ["cell"]).set_index("cell")
+    assert table["verdict"].tolist() == ["better", "better"]
+    assert table.loc["clear", "level_direction"] == pytest.approx(0.025) and table.loc["a", "level_direction"] == 0.05
 
 
 def test_a_diverged_side_drops_its_pair():
@@ -68,6 +102,25 @@ def test_a_diverged_side_drops_its_pair():
     frame.loc[(frame["seed"] == 1) & (frame["kind"] == "reinit"), "test_acc_at_early_stop"] = np.nan
     differences = paired_differences(frame, ["cell"], "reinit")
     assert differences["seed"].tolist() == [0, 2] and differences["difference"].tolist() == pytest.approx([1.0, 3.0])
+
+
+def test_seeds_to_decide_is_where_the_power_reaches_80_percent():
+    for mean, sd, expected in ((0.6, 0.5, "better"), (-0.9, 1.0, "worse"), (0.05, 0.3, "equivalent")):
+        seeds, claimed = seeds_to_decide(mean, sd, 0.05 / 3, 0.05 / 3, 0.5)
+        assert claimed == expected
+        reached = power(mean, sd, np.array([seeds - 1, seeds]), 0.05 / 3, 0.05 / 3, 0.5)
+        key = "equivalence" if expected == "equivalent" else "direction"
+        assert reached[key][0] < 0.8 <= reached[key][1]
+    assert seeds_to_decide(0.5, 50.0, 0.05, 0.05, 0.5) == (None, "better")  # beyond 1,000 seeds
+
+
+def test_the_max_t_critical_value_lies_between_one_level_and_independent_levels():
+    seeds, t_one = 5, scipy_stats.t.ppf(0.975, 4)
+    same = np.tile(np.array([[-2.0], [-1.0], [0.0], [1.0], [2.0]]), (1, 3))  # three identical levels
+    assert max_t_critical(same, 0.95) == pytest.approx(t_one, rel=0.03)
+    centered = np.linalg.qr(np.eye(seeds) - 1 / seeds)[0][:, :3]  # three uncorrelated, centered levels
+    independent = scipy_stats.t.ppf(1 - (1 - 0.95 ** (1 / 3)) / 2, seeds - 1)  # Sidak over 3 independent t's
+    assert max_t_critical(centered, 0.95) == pytest.approx(independent, rel=0.03)
 
 
 def masks(size: int, alive: int, seed: int) -> Mask:

@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
-from scipy import stats as scipy_stats
 
 from lthutils import analysis, study
 from lthutils.config import ConfigError
+from lthutils.rule import Analysis
 
 COMMON = dict(
     rounds=2,
@@ -90,15 +90,15 @@ def test_parse_model():
 
 
 def _pairs(setting: str, gaps: list[float], converged: bool = True, control: str = "reinit") -> list[dict]:
-    """Rows of one setting: per seed a converged (or not) dense run and, at two pruned levels,
-    a ticket ahead of its control by the seed's gap (points)."""
+    """Rows of one setting: per seed a converged (or not) dense run and, at three pruned levels
+    (80%, 40%, 20% of weights), a ticket ahead of its control by the seed's gap (points)."""
     rows = []
     for seed, gap in enumerate(gaps):
         dense = {"model": setting, "seed": seed, "round": 0, "kind": "ticket", "weights_remaining": 1.0}
         rows.append({**dense, "test_acc_at_early_stop": 0.8, "converged": converged, "diverged": False})
-        for round_index in (1, 2):
-            base = {"model": setting, "seed": seed, "round": round_index, "weights_remaining": 0.8**round_index}
-            base.update(converged=True, diverged=False)
+        for round_index, remaining in ((1, 0.8), (2, 0.4), (3, 0.2)):
+            base = {"model": setting, "seed": seed, "round": round_index, "weights_remaining": remaining}
+            base.update(converged=True, diverged=False, run_id=f"run-{setting}")
             rows.append({**base, "kind": control, "test_acc_at_early_stop": 0.8})
             rows.append({**base, "kind": "ticket", "test_acc_at_early_stop": 0.8 + gap / 100})
     return rows
@@ -109,7 +109,7 @@ def q1_frame(*settings: list[dict]) -> pd.DataFrame:
     return frame.assign(weights_remaining_pct=100 * frame["weights_remaining"], transfer=False)
 
 
-def test_q1_conclusion_is_the_count_of_the_rules_verdicts():
+def test_q1_conclusion_is_the_count_of_the_rules_primary_verdicts():
     frame = q1_frame(
         _pairs("gain", [2.9, 3.1, 3.0, 3.2, 2.8]),
         _pairs("null", [0.05, -0.04, 0.02, -0.03, 0.01]),
@@ -117,35 +117,64 @@ def test_q1_conclusion_is_the_count_of_the_rules_verdicts():
         _pairs("early", [3.0, 3.1, 2.9, 3.0, 3.05], converged=False),
     )
     evidence = analysis.evidence_q1(frame)
-    verdicts = evidence.verdicts.groupby("setting")["verdict"].agg(set).to_dict()
-    assert verdicts == {"gain": {"better"}, "null": {"equivalent"}, "noisy": {"inconclusive"}, "early": {"unconverged"}}
+    verdicts = evidence.primary.set_index("setting")["verdict"].to_dict()
+    assert verdicts == {"gain": "better", "null": "equivalent", "noisy": "inconclusive", "early": "unconverged"}
+    assert set(evidence.primary["levels"]) == {2}  # 40% and 20%: the pruned levels at or below 50%
     lines = evidence.conclusion.splitlines()
     assert lines[0] == (
-        "**ticket vs reinit**: better at 2, equivalent at 2, worse at 0, inconclusive at 2, no verdict at 2 "
-        "(dense network unconverged) of 8 (setting, pruning level) cells, with 5 seeds."
+        "**ticket vs reinit**: better at 1 (1 by more than 0.5 points), equivalent at 1, worse at 0, inconclusive at "
+        "1, no verdict at 1 (dense network unconverged) of 4 settings (primary endpoint; Holm across 3 settings)."
     )
-    assert lines[1].startswith("- gain: better at 2, equivalent at 0") and "+3.00 points [" in lines[1]
-    assert (
-        "Dense network did not converge (least validation loss at the last evaluation) for: early." in evidence.caveats
+    assert lines[1].startswith("- gain: **better, by more than 0.5 points**: +3.00 points [")
+    assert "(5 seeds; 2 levels, 40-20% of weights)" in lines[1]
+    noisy = next(line for line in lines if line.startswith("- noisy"))
+    seeds = evidence.primary.set_index("setting").loc["noisy", "seeds_to_decide"]
+    assert f"about {int(seeds)} seeds would decide it" in noisy or "more than 1,000 seeds" in noisy
+    assert "Dense network did not converge (least validation loss at the last evaluation) for: early." in (
+        evidence.caveats
     )
-    needed = scipy_stats.t.ppf(1 - 0.05 / 6, 4)  # the first Holm step over the 6 judged cells, 5 seeds
-    assert f"ticket vs reinit {needed:.1f} (5 seeds, 6 cells)" in evidence.caveats
     markdown = evidence.markdown()
     assert markdown.index("**Decision rule**") < markdown.index("**ticket vs reinit**") < markdown.index("**Caveats**")
+    assert "primary endpoint**: each seed's mean paired difference over the pruned levels at or below 50%" in markdown
+    assert evidence.runs[("ticket vs reinit", "gain")] == {"run-gain"}
 
 
-def test_a_diverged_control_drops_its_pair_and_the_unconverged_are_left_out_of_holm():
+def test_the_primary_endpoint_can_be_the_sparsest_level():
+    gaps = [0.9, 1.1, 1.0, 1.2, 0.8]
+    rows = _pairs("gain", gaps)
+    for row in rows:  # the gap grows with sparsity: 1x at 80%, 2x at 40%, 3x at 20%
+        if row["kind"] == "ticket" and row["round"] > 0:
+            row["test_acc_at_early_stop"] = 0.8 + row["round"] * gaps[row["seed"]] / 100
+    last = analysis.evidence_q1(q1_frame(rows), Analysis.declare({"level": "last"})).primary
+    band = analysis.evidence_q1(q1_frame(rows), Analysis.declare({"band": [0.0, 1.0]})).primary
+    assert last["mean"].iloc[0] == pytest.approx(3.0) and last["levels"].iloc[0] == 1
+    assert band["mean"].iloc[0] == pytest.approx(2.0) and band["levels"].iloc[0] == 3
+
+
+@pytest.mark.parametrize(
+    "primary, delta",
+    [({"band": [0.6, 0.2]}, 0.5), ({"band": [0, 2]}, 0.5), ({"level": "first"}, 0.5), ("last", 0.5), (None, 0)],
+)
+def test_a_bad_analysis_is_one_clear_error(primary, delta):
+    with pytest.raises(ConfigError, match="primary=|delta="):
+        Analysis.declare(primary, delta)
+
+
+def test_a_diverged_control_drops_its_seed_and_the_unconverged_are_left_out_of_holm():
     gain = _pairs("gain", [1.5, 0.7, 1.9, 0.9, 1.4])
     frame = q1_frame(gain)
-    alone = analysis.evidence_q1(frame).verdicts
-    with_unconverged = analysis.evidence_q1(q1_frame(gain, _pairs("early", [0.0] * 5, converged=False))).verdicts
-    assert with_unconverged[with_unconverged["setting"] == "gain"]["p_better"].tolist() == alone["p_better"].tolist()
+    alone = analysis.evidence_q1(frame).primary
+    with_unconverged = analysis.evidence_q1(q1_frame(gain, _pairs("early", [0.0] * 5, converged=False))).primary
+    judged = with_unconverged[with_unconverged["setting"] == "gain"]
+    assert judged["level_direction"].tolist() == alone["level_direction"].tolist() == [0.05]
     frame.loc[(frame["seed"] == 3) & (frame["kind"] == "reinit") & (frame["round"] == 2), "test_acc_at_early_stop"] = (
         None
     )
-    dropped = analysis.evidence_q1(frame).verdicts.set_index("round")
-    assert dropped.loc[1, "n"] == 5 and dropped.loc[2, "n"] == 4
-    assert dropped.loc[2, "mean"] == pytest.approx((1.5 + 0.7 + 1.9 + 1.4) / 4)
+    dropped = analysis.evidence_q1(frame)
+    assert dropped.primary["n"].iloc[0] == 4
+    assert dropped.primary["mean"].iloc[0] == pytest.approx((1.5 + 0.7 + 1.9 + 1.4) / 4)
+    levels = dropped.levels.set_index("round")
+    assert levels.loc[1, "n"] == 5 and levels.loc[2, "n"] == 4
 
 
 def test_transfer_evidence_pairs_with_reinit_and_with_the_targets_own_ticket():
@@ -155,15 +184,19 @@ def test_transfer_evidence_pairs_with_reinit_and_with_the_targets_own_ticket():
             for round_index, kind, acc in ((0, "ticket", 0.8), (1, "ticket", ticket + seed / 1000), (1, "reinit", 0.6)):
                 rows.append(
                     {"source_dataset": source, "dataset": target, "seed": seed, "round": round_index, "kind": kind}
-                    | {"test_acc_at_early_stop": acc, "weights_remaining": 1.0 - 0.2 * round_index}
+                    | {"test_acc_at_early_stop": acc, "weights_remaining": 1.0 - 0.6 * round_index}
                     | {"transfer": source != target, "converged": True, "diverged": False, "run_id": source + target}
+                    | {"source_run_id": None if source == target else source + source}
                 )
     frame = pd.DataFrame(rows).assign(weights_remaining_pct=lambda f: 100 * f["weights_remaining"])
-    verdicts = analysis.evidence_transfer(frame, "dataset").verdicts.set_index(["comparison", "setting"])["mean"]
-    assert verdicts[("ticket vs reinit", "x -> y")] == pytest.approx(5.1)  # seeds add 0, 0.1 and 0.2 points
-    assert verdicts[("ticket vs reinit", "x (own)")] == pytest.approx(30.1)
-    assert verdicts[("transferred ticket vs the target's own ticket", "x -> y")] == pytest.approx(-5.0)
-    assert verdicts[("transferred ticket vs the target's own ticket", "y -> x")] == pytest.approx(-5.0)
+    evidence = analysis.evidence_transfer(frame, axis="dataset")
+    means = evidence.primary.set_index(["comparison", "setting"])["mean"]
+    assert means[("ticket vs reinit", "x -> y")] == pytest.approx(5.1)  # seeds add 0, 0.1 and 0.2 points
+    assert means[("ticket vs reinit", "x (own)")] == pytest.approx(30.1)
+    assert means[("transferred ticket vs the target's own ticket", "x -> y")] == pytest.approx(-5.0)
+    assert means[("transferred ticket vs the target's own ticket", "y -> x")] == pytest.approx(-5.0)
+    # a transfer needs its own run, the search that found its tickets and the target's own search
+    assert evidence.runs[("transferred ticket vs the target's own ticket", "x -> y")] == {"xy", "xx", "yy"}
 
 
 def _row(**values):
@@ -229,14 +262,14 @@ def test_q4_trains_the_baselines_at_the_tickets_sparsities_and_costs_the_whole_p
     assert costs[("100, equal steps", 0, 2)] == pytest.approx(final + 2 * 15 * 100 / 3600)  # 2 rounds of 15 epochs
     assert costs[("100, equal epochs", 0, 2)] == pytest.approx(final + 2 * 60 / 3600)
     assert costs[("all 3,600", 1, 1)] == pytest.approx(2 * final)
-    evidence = analysis.evidence_q4(frame)
-    assert set(evidence.verdicts["comparison"]) == {
+    evidence = analysis.evidence_q4(frame, Analysis.declare({"band": [0.0, 1.0]}, seeds=[0, 1]))
+    assert set(evidence.primary["comparison"]) == {
         "ticket vs reinit of its mask",
         "ticket vs magnitude_init",
         "ticket vs random_mask",
         "few-sample ticket vs all-sample ticket",
     }
-    assert set(evidence.verdicts["n"]) == {2}
+    assert set(evidence.primary["n"]) == {2}
     overall = evidence.overlap[evidence.overlap["layer"] == "overall"]
     assert set(overall["pair"]) == {
         "ticket of all 3,600 vs magnitude at init",

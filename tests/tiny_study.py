@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-TINY = {"rounds": 2, "iterations": 10, "seeds": [0, 1], "eval_every": 5, "val_size": 500}
+TINY = {"rounds": 2, "iterations": 10, "seeds": [0, 1], "eval_every": 5, "val_size": 500, "primary": {"level": "last"}}
 PARAMETERS = {
     "q1": {"models": ["fc:1x20", "lenet5"], "num_train": 300, **TINY, "seeds": [0]},
     "q2": {"datasets": ["fashionmnist", "digits5k"], "num_train": 300, "heatmap_rounds": [1, 2], **TINY},
@@ -23,7 +23,7 @@ PARAMETERS = {
     "q4": {"search_sizes": [100, 300], "num_train": None, "dataset": "digits5k", **TINY},
 }
 ROWS = {"q1": 2 * 7, "q2": 2 * 2 * 10, "q3": 2 * 2 * 10, "q4": 2 * (9 + 4 * 3 + 4 * 5)}
-COMMON_FIGURES = ["accuracy", "accuracy_end", "early_stop", "differences"]
+COMMON_FIGURES = ["accuracy", "accuracy_end", "early_stop", "primary", "differences"]
 FIGURES = {
     "q1": COMMON_FIGURES,
     "q2": [*COMMON_FIGURES, "overlap", "margin_heatmap"],
