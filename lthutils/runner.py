@@ -283,11 +283,13 @@ def power_lines(parameter_file: ParameterFile, effect: float) -> list[str]:
     units, declared = planned(parameter_file)
     design = declared.design
     if not all(unit.results_path.exists() for unit in units):
-        return [f"power for a {effect:g}-point difference: the spread is known once every run of the file has results"]
+        return [
+            f"power for a {effect:+.1f}-point difference: the spread is known once every run of the file has results"
+        ]
     frame = study.collect([unit.results_path for unit in units], seeds=design.seeds)
     primary = parameter_file.question.evidence(frame, declared).primary
     lines = [
-        f"power to call a true difference of {effect:+g} points better with {design.describe()}, at the first Holm "
+        f"power to call a true difference of {effect:+.1f} points better with {design.describe()}, at the first Holm "
         "step, at the spread (sd of the primary endpoint) of the finished runs:"
     ]
     for name, table in primary[primary["verdict"] != "unconverged"].groupby("comparison", sort=False):

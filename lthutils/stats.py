@@ -77,22 +77,24 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     """The two-sided t confidence interval of the mean (n - 1 degrees of freedom); NaNs if n < 2."""
     if len(values) < 2:
         return math.nan, math.nan
-    sem = scipy_stats.sem(values)
-    if sem == 0:
-        return float(np.mean(values)), float(np.mean(values))
-    low, high = scipy_stats.t.interval(confidence, len(values) - 1, loc=np.mean(values), scale=sem)
-    return float(low), float(high)
+    mean, sem = float(np.mean(values)), float(np.std(values, ddof=1)) / math.sqrt(len(values))
+    half = float(scipy_stats.t.ppf((1 + confidence) / 2, len(values) - 1)) * sem
+    return mean - half, mean + half
 
 
 def t_test(values: np.ndarray, bound: float, alternative: str) -> float:
     """p-value of the one-sample t-test of the mean against `bound` ('two-sided', 'greater' or
-    'less'); 1 with fewer than 2 values; with no spread (t undefined) 0 or 1 by the mean's side."""
+    'less'); 1 with fewer than 2 values. With no spread (n equal differences: t is undefined) the
+    exact sign test stands in (scipy's binomtest: n of n on one side, p = 0.5^n one-sided), so
+    equal differences decide only with enough seeds (accuracies are discrete: equal differences
+    happen)."""
     if len(values) < 2:
         return 1.0
     if np.std(values) == 0:
         mean = float(np.mean(values))
         holds = {"two-sided": mean != bound, "greater": mean > bound, "less": mean < bound}[alternative]
-        return 0.0 if holds else 1.0
+        side = "two-sided" if alternative == "two-sided" else "greater"  # n of n on the side asked for
+        return float(scipy_stats.binomtest(len(values), len(values), 0.5, side).pvalue) if holds else 1.0
     return float(scipy_stats.ttest_1samp(values, bound, alternative=alternative).pvalue)
 
 
@@ -259,6 +261,9 @@ def simultaneous(differences: pd.DataFrame, level: str, delta: float = DELTA, al
     and the interval simultaneous over the levels (max-|t|, confidence 1 - alpha) from the seeds
     that have every level; `verdict`: better / worse when that interval excludes 0, equivalent
     when the simultaneous 1 - 2 alpha interval lies within +-delta, else inconclusive."""
+    columns = [level, "n", "mean", "sd", "low", "high", "effect_size", "simultaneous_low", "simultaneous_high"]
+    if differences.empty:  # every pair dropped (diverged)
+        return pd.DataFrame(columns=[*columns, "verdict"])
     table = differences.pivot(index="seed", columns=level, values="difference").dropna()
     rows = []
     n = len(table)
@@ -280,7 +285,7 @@ def simultaneous(differences: pd.DataFrame, level: str, delta: float = DELTA, al
             elif -delta < mean - narrow * sem and mean + narrow * sem < delta:
                 verdict = "equivalent"
         rows.append({**row, "verdict": verdict})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).reindex(columns=[*columns, "verdict"])
 
 
 # --- power ----------------------------------------------------------------------------------------

@@ -139,13 +139,7 @@ def run(
     design = declared.design
     for look in range(1, len(design.looks)):
         evidence = question.evidence(collect([u.results_path for u in units], seeds=design.seeds), declared)
-        open_settings = evidence.primary[evidence.primary["verdict"] == "inconclusive"]
-        runs = set().union(
-            *(evidence.runs[c, s] for c, s in zip(open_settings["comparison"], open_settings["setting"]))
-        )
-        wanted = [u for u in units if u.results_path.parent.name in runs]
-        sources = {u.source.run_id() for u in wanted if u.source is not None}
-        wanted += [u for u in units if u.source is None and u.config.run_id() in sources and u not in wanted]
+        wanted = needing_seeds(units, evidence)
         if not wanted:
             break
         seeds = design.seeds_at(look)
@@ -160,6 +154,16 @@ def run(
     }
     write_json(exp_root / units[0].config.name / "plans" / f"{analysis.plan_id(results, declared)}.json", plan)
     return results
+
+
+def needing_seeds(units: list[Unit], evidence: analysis.Evidence) -> list[Unit]:
+    """The units behind the settings `evidence` leaves inconclusive, and the searches whose
+    tickets those units train: what the next look's seeds are trained for."""
+    open_settings = evidence.primary[evidence.primary["verdict"] == "inconclusive"]
+    runs = set().union(*(evidence.runs[key] for key in zip(open_settings["comparison"], open_settings["setting"])))
+    wanted = [u for u in units if u.results_path.parent.name in runs]
+    sources = {u.source.run_id() for u in wanted if u.source is not None}
+    return wanted + [u for u in units if u.source is None and u.config.run_id() in sources and u not in wanted]
 
 
 def _execute(units: list[Unit], scheduler: str | None) -> None:

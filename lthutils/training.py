@@ -374,6 +374,7 @@ def train_stack(
     schedule = make_schedule(optimizer, config, iterations)
     if config.eval_every:
         validate(first_step)
+    before_training = eval_seconds  # the first evaluation is not inside the training time below
     started = time.perf_counter()
     step = 0
     label = description if count == 1 else f"{description} (x{count})"
@@ -414,7 +415,7 @@ def train_stack(
                     validate(step)
                 if step == iterations:
                     break
-    train_seconds = time.perf_counter() - started - eval_seconds
+    train_seconds = time.perf_counter() - started - (eval_seconds - before_training)
     started_eval = time.perf_counter()
     test_images, test_labels = [s.test_images for s in splits], [s.test_labels for s in splits]
     _, final = evaluate(stack, test_images, test_labels)

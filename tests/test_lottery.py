@@ -7,7 +7,7 @@ import torch
 
 from lthutils.config import ExperimentConfig
 from lthutils.experiments import find_tickets, prepare
-from lthutils.lottery import Ticket, derive_seed, fresh_weights, next_mask, projected_remaining
+from lthutils.lottery import Ticket, data_seed, derive_seed, fresh_weights, next_mask, projected_remaining
 from lthutils.models import build_model
 from lthutils.pruning import Mask
 from lthutils.results import read_results
@@ -172,3 +172,24 @@ def test_the_levels_of_global_pruning_are_known_before_training(tiny):
     remaining = results_of(config).groupby("round")["weights_remaining"].first().tolist()
     assert remaining == projected_remaining(prepare(config).template, prepare(config).config)
     assert remaining[2] == pytest.approx(0.49, abs=1e-4)
+
+
+def test_retrain_is_the_ticket_itself_on_another_data_order(tiny, tmp_path):
+    """The null control: same mask and weights as the ticket, only the batches differ, and the
+    ticket's own rows are those of a run without it."""
+    with_null = replace(tiny, controls=("retrain",))
+    find_tickets(with_null)
+    alone = replace(tiny, controls=(), exp_root=str(tmp_path / "a"), model_root=str(tmp_path / "b"))
+    find_tickets(alone)
+    frame, reference = results_of(with_null), results_of(alone)
+    cols = ["round", "weights_remaining", "test_acc", "val_loss", "early_stop_iter", "curve"]
+    tickets = frame[frame["kind"] == "ticket"][cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(tickets, reference[cols].reset_index(drop=True))
+    retrain = frame[frame["kind"] == "retrain"].set_index("round")
+    ticket = frame[frame["kind"] == "ticket"].set_index("round").loc[retrain.index]
+    assert list(retrain.index) == [1, 2] and (retrain["nonzero_by_layer"] == ticket["nonzero_by_layer"]).all()
+    assert (retrain["curve"] != ticket["curve"]).all()  # another order: another learning curve
+    start = [json.loads(curve)[0] for curve in (retrain.loc[1, "curve"], ticket.loc[1, "curve"])]
+    assert start[0] == start[1]  # the same weights before the first step
+    ticket_row = Ticket(Mask.ones(build_model(tiny, (1, 28, 28), 10, 0)), {}, seed=0, round=1)
+    assert data_seed(ticket_row, "retrain") != data_seed(ticket_row, "ticket") == data_seed(ticket_row, "reinit")

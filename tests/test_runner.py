@@ -7,7 +7,8 @@ import pytest
 import torchvision
 import yaml
 
-from lthutils import data, runner
+from lthutils import data, runner, stats, study
+from lthutils.__main__ import main
 from lthutils.config import ConfigError
 from lthutils.data import clear_dataset_cache
 
@@ -104,6 +105,11 @@ def test_notebook_defaults_and_shipped_quick_files_check(tmp_path):
     for path in sorted(runner.NOTEBOOKS_DIR.parent.glob("params/quick/*.yaml")):
         checked = runner.load_parameter_file(path)
         assert checked.question.key == path.stem
+    for path in sorted(runner.NOTEBOOKS_DIR.parent.glob("params/sequential/*.yaml")):
+        units, declared = runner.planned(runner.load_parameter_file(path))
+        assert declared.design.looks == (5, 10, 15) and {u.config.seeds for u in units} == {tuple(range(5))}
+        quick = runner.plan(runner.load_parameter_file(path.parent.parent / "quick" / path.name))
+        assert [u.results_path for u in units] == [u.results_path for u in quick]  # the quick study's runs
     for path in sorted(runner.NOTEBOOKS_DIR.parent.glob("params/full/*.yaml")):
         content = yaml.safe_load(path.read_text())  # full parameters need MNIST: check all but the data
         defaults = runner.notebook_defaults(runner.NOTEBOOKS_DIR / runner.study.QUESTIONS[content["question"]].notebook)
@@ -165,3 +171,33 @@ def test_a_failing_cell_names_notebook_cell_and_exception(tmp_path, monkeypatch)
     )
     failed = list((tmp_path / "out").iterdir())
     assert len(failed) == 1 and failed[0].name.endswith(".failed.ipynb") and str(failed[0]) in message
+
+
+def test_plan_gives_the_power_of_the_seeds_at_the_spread_of_finished_runs(tmp_path, capsys):
+    """Before any run the spread is unknown; after, the power to call +1 point better at the
+    first Holm step is statsmodels' for the primary endpoint's sd (here 2 settings: 0.05 / 2)."""
+    values = q1(models=["fc:1x20", "fc:1x30"], iterations=200, lr=0.01, eval_every=20, seeds=[0, 1, 2], quiet=True)
+    values["parameters"] |= {"exp_root": str(tmp_path / "e"), "model_root": str(tmp_path / "m"), "dataset": "digits5k"}
+    path = write(tmp_path, values, "q1.yaml")
+    checked = runner.load_parameter_file(path)
+    assert runner.power_lines(checked, 1.0) == [
+        "power for a +1.0-point difference: the spread is known once every run of the file has results"
+    ]
+    units, declared = runner.planned(checked)
+    primary = checked.question.evidence(study.run(units, declared=declared), declared).primary.set_index("setting")
+    lines = runner.power_lines(checked, 1.0)
+    for setting, row in primary[primary["comparison"] == "ticket vs reinit"].iterrows():
+        expected = stats.power(1.0, row["sd"], 3, 0.025, 0.025, 0.5)["direction"]
+        assert f"{setting} {expected:.0%} (sd {row['sd']:.2f} from 3 seeds)" in lines[1]
+    assert main(["plan", str(path), "--effect", "2"]) == 0
+    assert "power to call a true difference of +2.0 points better with 3 seeds" in capsys.readouterr().out
+
+
+def test_seeds_until_decided_on_the_command_line(tmp_path, capsys):
+    path = write(tmp_path, q1(), "q1.yaml")
+    assert main(["plan", str(path), "--seeds-until-decided", "2,1,4"]) == 0
+    assert "(the first look's 2 seeds; seeds until decided: looks at 2, 3, 4 seeds" in capsys.readouterr().out
+    for bad in ("5,5", "5,x,30", "5,5,3", "5,5,30,haybittle"):
+        assert main(["plan", str(path), "--seeds-until-decided", bad]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and "seeds" in error and error.count("\n") == 1

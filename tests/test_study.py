@@ -1,3 +1,5 @@
+import json
+
 import pandas as pd
 import pytest
 
@@ -280,3 +282,87 @@ def test_q4_trains_the_baselines_at_the_tickets_sparsities_and_costs_the_whole_p
     }
     assert overall["chance_corrected"].between(-0.1, 1.0).all()
     assert "**Pipeline cost**" in evidence.conclusion and "Mask overlap" in evidence.conclusion
+
+
+def _with_runs(rows: list[dict], run_id: str) -> list[dict]:
+    return [{**row, "run_id": run_id} for row in rows]
+
+
+def test_seeds_until_decided_extends_only_the_runs_of_undecided_settings():
+    units = study.plan_q1("fashionmnist", ["fc:1x20", "fc:1x30"], 300, None, None, ["reinit"], **COMMON)
+    decided, undecided = (unit.results_path.parent.name for unit in units)
+    frame = q1_frame(
+        _with_runs(_pairs("fc1x20", [2.9, 3.1, 3.0, 3.2, 2.8]), decided),
+        _with_runs(_pairs("fc1x30", [3.0, -2.5, 1.5, -3.0, 2.0]), undecided),
+    )
+    evidence = analysis.evidence_q1(frame)
+    assert evidence.primary["verdict"].tolist() == ["better", "inconclusive"]
+    assert study.needing_seeds(units, evidence) == [units[1]]
+
+
+def test_a_transfer_left_undecided_extends_its_tickets_search_too():
+    units = study.plan_q2(["fashionmnist", "digits5k"], "lenet300", 300, None, None, [1, 2], **COMMON)
+    run = {
+        (u.config.dataset, None if u.source is None else u.source.dataset): u.results_path.parent.name for u in units
+    }
+    rows = []
+    for (target, source), run_id in run.items():
+        gaps = {  # only fashionmnist -> digits5k is noisy: its two comparisons stay open
+            ("digits5k", "fashionmnist"): [3.0, -2.5, 1.5, -3.0, 2.0],
+            ("fashionmnist", "digits5k"): [2.95, 3.05, 3.0, 3.15, 2.85],  # its own ticket's, within 0.05 points
+        }.get((target, source), [2.9, 3.1, 3.0, 3.2, 2.8])
+        for row in _with_runs(_pairs(target, gaps), run_id):
+            source_run = None if source is None else run[source, None]
+            rows.append({**row, "dataset": target, "source_dataset": source or target, "source_run_id": source_run})
+    frame = q1_frame(rows).assign(transfer=lambda f: f["source_run_id"].notna())
+    evidence = analysis.evidence_transfer(frame, axis="dataset")
+    primary = evidence.primary.set_index(["comparison", "setting"])["verdict"]
+    assert primary[("ticket vs reinit", "fashionmnist -> digits5k")] == "inconclusive"
+    assert primary[("ticket vs reinit", "digits5k (own)")] == "better"
+    wanted = {
+        (u.config.dataset, None if u.source is None else u.source.dataset) for u in study.needing_seeds(units, evidence)
+    }
+    # the transfer, the search that found its tickets, and the target's own search (its own tickets are compared)
+    assert wanted == {("digits5k", "fashionmnist"), ("fashionmnist", None), ("digits5k", None)}
+
+
+def _open_runs(question: study.Question, frame: pd.DataFrame, declared: Analysis) -> set[str]:
+    """The runs behind the settings the frame's rows leave inconclusive."""
+    evidence = question.evidence(frame, declared)
+    primary = evidence.primary[evidence.primary["verdict"] == "inconclusive"]
+    return set().union(*(evidence.runs[key] for key in zip(primary["comparison"], primary["setting"])))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delta", [0.5, 50.0])  # 50 points: equivalent at the first look, so nothing is added
+def test_a_sequential_run_adds_seeds_only_where_undecided_and_resumes(tmp_path, delta):
+    roots = {"exp_root": str(tmp_path / "e"), "model_root": str(tmp_path / "m")}
+    parameters = {**COMMON, **roots, "rounds": 1, "iterations": 200, "eval_every": 20, "primary": {"level": "last"}}
+    parameters["delta"] = delta  # 200 steps on 300 images at lr 0.01: the dense networks converge (verdicts are drawn)
+    parameters["seeds"] = {"start": 2, "step": 1, "max": 4, "spending": "pocock"}
+    question = study.QUESTIONS["q1"]
+    models = ["fc:1x20", "fc:1x30"]
+    units, declared = question.units(
+        dataset="digits5k", models=models, num_train=300, optimizer=None, lr=0.01, controls=["reinit"], **parameters
+    )
+    assert {unit.config.seeds for unit in units} == {(0, 1)}  # the first look's
+    frame = study.run(units, declared=declared, question=question)
+    design = declared.design
+    seeds = frame.groupby("run_id")["seed"].nunique().to_dict()
+    for unit in units:  # the seeds of the first look at which none of the run's settings was open
+        run_id = unit.results_path.parent.name
+        looks = [
+            k
+            for k in range(len(design.looks) - 1)
+            if run_id not in _open_runs(question, frame[frame["seed"].isin(design.seeds_at(k))], declared)
+        ]
+        assert seeds[run_id] == design.looks[looks[0] if looks else -1], run_id
+    if delta == 50.0:  # every setting stops before the last look; at 0.5 points they run on
+        assert max(seeds.values()) < 4
+        assert set(question.evidence(frame, declared).primary["verdict"]) == {"equivalent"}
+    before = {path: path.read_bytes() for path in (tmp_path / "e").rglob("results.csv")}
+    again = study.run(units, declared=declared, question=question)
+    assert {path: path.read_bytes() for path in (tmp_path / "e").rglob("results.csv")} == before  # nothing retrained
+    pd.testing.assert_frame_equal(again, frame)
+    plan = json.loads(next((tmp_path / "e" / "q1" / "plans").glob("*.json")).read_text())
+    assert plan["analysis"] == declared.to_dict() and plan["analysis"]["seeds"]["max"] == 4

@@ -312,3 +312,13 @@ def test_summed_loss_is_the_mean_loss_with_a_batch_times_larger_rate(fashion_spl
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert results[0].test_acc == pytest.approx(results[1].test_acc, abs=0.002) and results[0].test_acc > 0.5
+
+
+def test_train_seconds_leave_out_the_evaluation_before_training(fashion_splits):
+    """One step between two evaluations of 500 images: the step's time is what is left of the
+    run's elapsed time once the evaluations are taken out, so it is positive (it was negative when
+    the first evaluation, outside the timed loop, was subtracted too)."""
+    config = ExperimentConfig(model="lenet5", iterations=1, eval_every=1, quiet=True).resolved()
+    model = build_model(config, (1, 28, 28), 10, seed=0)
+    result = train(model, Mask.ones(model), fashion_splits, config, data_seed=0)
+    assert result.iterations == 1 and len(result.curve) == 2 and result.train_seconds > 0
