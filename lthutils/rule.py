@@ -86,30 +86,30 @@ class Analysis:
 
 def text(analysis: Analysis) -> str:
     """The decision rule, in the words the report states it before any number."""
-    delta, alpha = analysis.delta, analysis.alpha
-    seeds = analysis.design.describe()
+    delta, alpha, margin = analysis.delta, analysis.alpha, stats.points(analysis.delta)
+    left_out = "" if "level" in analysis.primary else " (a seed without a pair at each of those levels is left out)"
     sequential = ""
     if analysis.design.sequential:
         sequential = (
-            f" Seeds are added in batches ({seeds}): after each look, settings decided stop and the others get "
-            "the next batch; each test runs at the nominal level its alpha-spending boundary gives at that look, "
-            "so the error rates hold over all looks."
+            f" Seeds are added in batches ({analysis.design.describe()}): after each look the settings decided "
+            "stop and the others get the next batch, and each look's tests run at the nominal level of the "
+            "alpha-spending boundary, so the error rates hold over all the looks."
         )
     return (
         "**Decision rule** (fixed before the numbers). Evidence is the per-seed paired difference *ticket - "
         "comparison* in test accuracy at early stop (points); a pair shares its seed's theta_0 and data order, and "
         "a pair with a diverged side is dropped. Each setting of a comparison is judged on one number per seed, "
-        f"its **primary endpoint**: {analysis.endpoint()} (a seed without a pair at each of those levels is left "
-        f"out). A setting is **better** or **worse** when the two-sided t-test of a zero mean rejects at {alpha} "
-        "after Holm's correction across the settings of its comparison (the mean's sign gives the direction), and "
-        f"the verdict says whether it clears the {delta:g}-point margin: *by more than {delta:g} points* when the "
-        f"one-sided test beyond +-{delta:g} rejects at the same level, *by less than the margin* when the "
-        "equivalence test rejects too, else *not shown to exceed* it. A setting is **equivalent** when both "
-        f"one-sided tests of lying within +-{delta:g} points reject (TOST at {alpha}, Holm-corrected), and "
-        "**inconclusive** otherwise or with fewer than 2 pairs; an inconclusive setting says how many seeds would "
-        "decide it." + sequential + " A setting whose dense network did not converge (its least validation loss at "
-        "its last evaluation) gets no verdict: **unconverged**. Per pruning level the differences are secondary "
-        "estimates: 95% intervals simultaneous over the setting's levels (max-|t|), with the verdict they read."
+        f"its **primary endpoint**: {analysis.endpoint()}{left_out}. A setting is **better** or **worse** when "
+        f"the two-sided t-test of a zero mean rejects at {alpha} after Holm's correction across the settings of "
+        "its comparison (the mean's sign gives the direction), and the verdict says whether it clears the "
+        f"{delta:g}-point margin: *by more than {margin}* when the one-sided test beyond +-{delta:g} rejects at "
+        "the same level, *by less than the margin* when the equivalence test rejects too, else *not shown to "
+        f"exceed* it. A setting is **equivalent** when both one-sided tests of lying within +-{margin} reject "
+        f"(TOST at {alpha}, Holm-corrected), and **inconclusive** otherwise or with fewer than 2 pairs; an "
+        "inconclusive setting says how many seeds would decide it." + sequential + " A setting whose dense "
+        "network did not converge (its least validation loss at its last evaluation) gets no verdict: "
+        "**unconverged**. Per pruning level the differences are secondary estimates: 95% intervals simultaneous "
+        "over the setting's levels (max-|t|), with the verdict they read."
     )
 
 
@@ -233,7 +233,7 @@ def _counts(table: pd.DataFrame, delta: float) -> str:
     for word in stats.VERDICTS:
         part = f"{word} at {counts.get(word, 0)}"
         if word == "better" and counts.get(word, 0):
-            part += f" ({beyond} by more than {delta:g} points)"
+            part += f" ({beyond} by more than {stats.points(delta)})"
         parts.append(part)
     if counts.get("unconverged", 0):
         parts.append(f"no verdict at {counts['unconverged']} (dense network unconverged)")

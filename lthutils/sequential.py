@@ -97,8 +97,8 @@ class SeedDesign:
         if not self.sequential:
             return f"{len(self.seeds)} seeds"
         looks = ", ".join(map(str, self.looks))
-        name = self.spending.replace("_", "-").replace("obrien", "O'Brien").replace("pocock", "Pocock")
-        return f"seeds until decided: looks at {looks} seeds (Lan-DeMets {name}-type alpha spending)"
+        name = {"obrien_fleming": "O'Brien-Fleming", "pocock": "Pocock"}[self.spending]
+        return f"seeds until decided, looking at {looks} seeds with Lan-DeMets {name}-type alpha spending"
 
     def nominal_levels(self, alpha: float, sides: int) -> np.ndarray:
         """Per look, the p-value at or below which a test of level `alpha` (`sides` 2: two-sided;

@@ -230,13 +230,18 @@ def claim(verdict: str, margin: str, delta: float = DELTA) -> str:
     """A verdict in words: 'better, by more than 0.5 points', 'equivalent (within +-0.5 points)'..."""
     if verdict in ("better", "worse"):
         return {
-            "beyond": f"{verdict}, by more than {delta:g} points",
+            "beyond": f"{verdict}, by more than {points(delta)}",
             "within": f"{verdict}, by less than the {delta:g}-point margin",
             "not shown": f"{verdict}, not shown to exceed the {delta:g}-point margin",
         }[margin]
     if verdict == "equivalent":
-        return f"equivalent (within +-{delta:g} points)"
+        return f"equivalent (within +-{points(delta)})"
     return verdict
+
+
+def points(value: float) -> str:
+    """'0.5 points', '1 point'."""
+    return f"{value:g} point" + ("" if value == 1 else "s")
 
 
 # --- per-level estimates ------------------------------------------------------------------------

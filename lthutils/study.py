@@ -135,8 +135,10 @@ def run(
     """
     check(units, declared)
     declared = declared or analysis.DEFAULT
-    _execute(units, scheduler)
     design = declared.design
+    if design.sequential and question is None:
+        raise ValueError("seeds until decided need the question whose verdicts say which settings are decided")
+    _execute(units, scheduler)
     for look in range(1, len(design.looks)):
         evidence = question.evidence(collect([u.results_path for u in units], seeds=design.seeds), declared)
         wanted = needing_seeds(units, evidence)
@@ -199,8 +201,7 @@ def collect(
     """The rows of these results.csv files (those of `seeds`, if given), tidy; with `tickets`
     (ticket folder by the run id that found them), each row's `tickets` column names the folder
     of the tickets it trained."""
-    frames = [read_results(path) for path in results_paths if path.exists()]
-    frame = tidy(pd.concat(frames, ignore_index=True))
+    frame = tidy(pd.concat([read_results(path) for path in results_paths], ignore_index=True))
     if seeds is not None:
         frame = frame[frame["seed"].isin(seeds)].reset_index(drop=True)
     if tickets:

@@ -196,7 +196,7 @@ def test_plan_gives_the_power_of_the_seeds_at_the_spread_of_finished_runs(tmp_pa
 def test_seeds_until_decided_on_the_command_line(tmp_path, capsys):
     path = write(tmp_path, q1(), "q1.yaml")
     assert main(["plan", str(path), "--seeds-until-decided", "2,1,4"]) == 0
-    assert "(the first look's 2 seeds; seeds until decided: looks at 2, 3, 4 seeds" in capsys.readouterr().out
+    assert "(the first look's 2 seeds; seeds until decided, looking at 2, 3, 4 seeds" in capsys.readouterr().out
     for bad in ("5,5", "5,x,30", "5,5,3", "5,5,30,haybittle"):
         assert main(["plan", str(path), "--seeds-until-decided", bad]) == 2
         error = capsys.readouterr().err
