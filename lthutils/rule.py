@@ -226,6 +226,10 @@ def _empty_levels() -> pd.DataFrame:
 # --- sentences --------------------------------------------------------------------------------
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _counts(table: pd.DataFrame, delta: float) -> str:
     counts = table["verdict"].value_counts()
     beyond = int(((table["verdict"] == "better") & (table["margin"] == "beyond")).sum())
@@ -281,14 +285,13 @@ def sentences(primary: pd.DataFrame, levels: pd.DataFrame, analysis: Analysis) -
         judged = table[table["verdict"] != "unconverged"]
         lines.append(
             f"**{name}**: {_counts(table, analysis.delta)} of {len(table)} settings "
-            f"(primary endpoint; Holm across {len(judged)} settings)."
+            f"(primary endpoint; Holm across {_count(len(judged), 'setting')})."
         )
         for row in table.itertuples():
             interval = f"[{row.low:+.2f}, {row.high:+.2f}]" if row.n >= 2 else "(no interval)"
             span = f"{row.highest_pct:.3g}%" if row.levels == 1 else f"{row.highest_pct:.3g}-{row.lowest_pct:.3g}%"
-            look = (
-                f", decided at look {row.look}" if analysis.design.sequential and row.verdict != "inconclusive" else ""
-            )
+            decided = row.verdict not in ("inconclusive", "unconverged")
+            look = f", decided at look {row.look}" if analysis.design.sequential and decided else ""
             verdict = stats.claim(row.verdict, row.margin, analysis.delta)
             rows = levels[(levels["comparison"] == name) & (levels["setting"] == row.setting)]
             lines.append(
@@ -356,7 +359,7 @@ def power_note(primary: pd.DataFrame, analysis: Analysis) -> str:
         spread = table["sd"].median()
         parts.append(
             f"{name}: {size:.2f} sd ({size * spread:.2f} points at the median sd {spread:.2f}) with {n} seeds, "
-            f"{count} settings"
+            f"{_count(count, 'setting')}"
         )
     if not parts:
         return ""
