@@ -107,7 +107,8 @@ def text(analysis: Analysis) -> str:
         f"exceed* it. A setting is **equivalent** when both one-sided tests of lying within +-{margin} reject "
         f"(TOST at {alpha}, Holm-corrected), and **inconclusive** otherwise or with fewer than 2 pairs; an "
         "inconclusive setting says how many seeds would decide it." + sequential + " A setting whose dense "
-        "network did not converge (its least validation loss at its last evaluation) gets no verdict: "
+        "network did not converge (its least validation loss at its last evaluation, for at least half of the "
+        "seeds) gets no verdict: "
         "**unconverged**. Per pruning level the differences are secondary estimates: 95% intervals simultaneous "
         "over the setting's levels (max-|t|), with the verdict they read."
     )
