@@ -303,6 +303,23 @@ def sentences(primary: pd.DataFrame, levels: pd.DataFrame, analysis: Analysis) -
     return lines
 
 
+LABELS = {  # the tables' columns as a reader sees them
+    "n": "seeds",
+    "mean": "mean difference (points)",
+    "low": "95% low",
+    "high": "95% high",
+    "effect_size": "effect size (d_z)",
+    "p_direction": "p (mean 0)",
+    "p_equivalent": "p (TOST)",
+    "level_direction": "its level (mean 0)",
+    "seeds_to_decide": "seeds to decide",
+    "levels": "weights remaining",
+    "weights_remaining_pct": "weights remaining (%)",
+    "simultaneous_low": "simultaneous 95% low",
+    "simultaneous_high": "simultaneous 95% high",
+}
+
+
 def verdict_table(primary: pd.DataFrame, delta: float) -> pd.DataFrame:
     """The primary verdicts as a reader's table: one row per (comparison, setting), rounded."""
     columns = ["comparison", "setting", "n", "mean", "low", "high", "effect_size", "p_direction", "p_equivalent"]
@@ -311,41 +328,16 @@ def verdict_table(primary: pd.DataFrame, delta: float) -> pd.DataFrame:
         verdict=[stats.claim(v, m, delta) for v, m in zip(primary["verdict"], primary["margin"])],
         levels=[f"{a:.3g}-{b:.3g}%" for a, b in zip(primary["highest_pct"], primary["lowest_pct"])],
     )
-    table = table.round({"mean": 2, "low": 2, "high": 2, "effect_size": 2})
-    table = table.round({"p_direction": 5, "p_equivalent": 5, "level_direction": 5})
-    return table.rename(
-        columns={
-            "levels": "weights remaining",
-            "n": "seeds",
-            "mean": "mean difference (points)",
-            "low": "95% low",
-            "high": "95% high",
-            "effect_size": "effect size (d_z)",
-            "p_direction": "p (mean 0)",
-            "p_equivalent": "p (TOST)",
-            "level_direction": "its level (mean 0)",
-            "seeds_to_decide": "seeds to decide",
-        }
-    )
+    rounding = {"mean": 2, "low": 2, "high": 2, "effect_size": 2, "p_direction": 5, "p_equivalent": 5}
+    return table.round({**rounding, "level_direction": 5}).rename(columns=LABELS)
 
 
 def level_table(levels: pd.DataFrame) -> pd.DataFrame:
     """The secondary per-level estimates as a reader's table."""
     columns = ["comparison", "setting", "weights_remaining_pct", "n", "mean", "low", "high"]
-    columns += ["simultaneous_low", "simultaneous_high", "verdict"]
-    table = levels.reindex(columns=columns).round(
-        {"weights_remaining_pct": 1, "mean": 2, "low": 2, "high": 2, "simultaneous_low": 2, "simultaneous_high": 2}
-    )
-    return table.rename(
-        columns={
-            "weights_remaining_pct": "weights remaining (%)",
-            "mean": "mean difference (points)",
-            "low": "95% low",
-            "high": "95% high",
-            "simultaneous_low": "simultaneous 95% low",
-            "simultaneous_high": "simultaneous 95% high",
-        }
-    )
+    table = levels.reindex(columns=[*columns, "simultaneous_low", "simultaneous_high", "verdict"])
+    rounding = {"weights_remaining_pct": 1, "mean": 2, "low": 2, "high": 2}
+    return table.round({**rounding, "simultaneous_low": 2, "simultaneous_high": 2}).rename(columns=LABELS)
 
 
 def power_note(primary: pd.DataFrame, analysis: Analysis) -> str:
