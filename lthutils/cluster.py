@@ -1,9 +1,12 @@
 """Run a study's units on a Dask cluster: a LocalCluster started here, or a scheduler by address.
 
-A task is one seed of one unit (`Unit.for_seed`): that seed's ticket search on a setting, or its
-tickets trained on another setting; a transfer task waits for the search task that finds its
-tickets. Each worker process runs one task at a time with torch's threads capped, so workers
-never oversubscribe the cores. Dask reruns the task of a worker that dies on another worker; on
+A task is a group of seeds of one unit (`seed_groups`, `Unit.for_seeds`): those seeds' ticket
+search on a setting, or their tickets trained on another setting; a transfer task waits for the
+search tasks that find its tickets. A fully connected unit's seeds are grouped so that a task's
+stacks hold up to MAX_STACKED_MODELS models (a model's numbers do not depend on its stack-mates,
+training.py, so the grouping changes speed only); other models' seeds run one per task. Each
+worker process runs one task at a time with torch's threads capped, so workers never
+oversubscribe the cores. Dask reruns the task of a worker that dies on another worker; on
 a shared filesystem the rerun resumes from whatever the dead one finished, otherwise it starts
 again from the files the client sent.
 
@@ -34,8 +37,10 @@ import torch
 
 from lthutils.config import ConfigError
 from lthutils.experiments import SOURCE_FILE, record_run
+from lthutils.lottery import kinds_at
+from lthutils.models import build_model
 from lthutils.results import RunStore, read_results, write_atomic
-from lthutils.training import progress
+from lthutils.training import MAX_STACKED_MODELS, progress, stackable
 
 if TYPE_CHECKING:
     from lthutils.study import Unit
@@ -106,10 +111,48 @@ def local_cluster(workers: int, torch_threads: int) -> Iterator[str]:
         yield cluster.scheduler_address
 
 
-def run_units(units: list[Unit], address: str, shared_filesystem: bool | None = None) -> None:
-    """Run each seed of each unit as a task on the scheduler at `address`, searches before the
-    transfers that need them. `shared_filesystem`: None asks the workers whether they see the
-    client's exp_root. After every task has finished, raise TasksFailedError naming each failure.
+def seed_groups(
+    units: list[Unit], threads: int, seeds_per_task: int | None = None
+) -> list[tuple[Unit, tuple[int, ...]]]:
+    """Each unit's seeds in groups, one task each, searches first. A fully connected unit groups
+    at most as many seeds as fill a stack of MAX_STACKED_MODELS (a search stacks one pruned
+    round's kinds per seed, a transfer every round's), in groups of even sizes, other units one
+    seed per task; the largest groups shrink until there are at least `threads` tasks, where the
+    seeds allow, so that no worker thread waits while another trains a big stack.
+    `seeds_per_task`: at most that many instead."""
+    units = sorted(units, key=lambda u: u.source is not None)
+    sizes = []
+    for unit in units:
+        config = unit.config.resolved()
+        rounds = range(config.rounds + 1) if unit.source is not None else [min(1, config.rounds)]
+        per_seed = sum(len(kinds_at(r, config.controls)) for r in rounds)
+        stacked = stackable(build_model(config, (1, 28, 28), 10, seed=0))
+        sizes.append(max(1, MAX_STACKED_MODELS // per_seed) if stacked else 1)
+    if seeds_per_task is not None:
+        sizes = [seeds_per_task] * len(units)
+    sizes = [min(size, len(unit.config.seeds)) for size, unit in zip(sizes, units)]
+
+    def tasks() -> int:
+        return sum(-(-len(unit.config.seeds) // size) for unit, size in zip(units, sizes))
+
+    while seeds_per_task is None and tasks() < threads and max(sizes) > 1:
+        sizes[sizes.index(max(sizes))] -= 1
+    groups = []
+    for unit, size in zip(units, sizes):  # as many groups as `size` needs, of sizes as even as can be
+        seeds = unit.config.seeds
+        count = -(-len(seeds) // size)
+        bounds = [len(seeds) * i // count for i in range(count + 1)]
+        groups += [(unit, tuple(seeds[a:b])) for a, b in zip(bounds, bounds[1:])]
+    return groups
+
+
+def run_units(
+    units: list[Unit], address: str, shared_filesystem: bool | None = None, seeds_per_task: int | None = None
+) -> None:
+    """Run each group of seeds of each unit (seed_groups) as a task on the scheduler at
+    `address`, searches before the transfers that need them. `shared_filesystem`: None asks the
+    workers whether they see the client's exp_root. After every task has finished, raise
+    TasksFailedError naming each failure.
 
     Tasks are handed to the scheduler only as worker threads free up: submitted all at once,
     Dask places them on workers before knowing how long they take and does not move them to a
@@ -129,49 +172,48 @@ def run_units(units: list[Unit], address: str, shared_filesystem: bool | None = 
         raise ConfigError("scheduler", address, f"{unreachable}: {error.strerror or error}") from error
     with client:
         shared = _workers_share_files(client, units) if shared_filesystem is None else shared_filesystem
-        pending = [  # (task, the search it needs or None, the search it is or None)
+        threads = max(1, sum(client.nthreads().values()))
+        pending = [  # (task, the (search, seed)s it needs, the (search, seed)s it finds)
             (
-                unit.for_seed(seed),
-                None if unit.source is None else (unit.source.run_id(), seed),
-                (unit.config.run_id(), seed) if unit.source is None else None,
+                unit.for_seeds(seeds),
+                set() if unit.source is None else {(unit.source.run_id(), seed) for seed in seeds},
+                {(unit.config.run_id(), seed) for seed in seeds} if unit.source is None else set(),
             )
-            for unit in sorted((u.absolute() for u in units), key=lambda u: u.source is not None)
-            for seed in unit.config.seeds
+            for unit, seeds in seed_groups([u.absolute() for u in units], threads, seeds_per_task)
         ]
         total, running, failures = len(pending), {}, []
-        settled = {}  # search -> whether it succeeded, once its results are written here
+        settled = {}  # (search, seed) -> whether its task succeeded, once its results are written here
         finished = as_completed()
 
         def submit_ready() -> None:
             threads = max(1, sum(client.nthreads().values()))
             while pending and len(running) < threads:
-                unsettled = {search for _, _, search in pending + list(running.values()) if search}
-                item = next((item for item in pending if item[1] not in unsettled), None)
+                unsettled = {key for _, _, finds in pending + list(running.values()) for key in finds}
+                item = next((item for item in pending if not item[1] & unsettled), None)
                 if item is None:
                     return
                 pending.remove(item)
-                task, needs, search = item
-                if settled.get(needs) is False:
+                task, needs, finds = item
+                if not all(settled.get(key, True) for key in needs):
                     failures.append(f"- {task.describe()}: not run, because the search for its tickets failed")
                     bar.update()
                     continue
                 files = None if shared else _files_for(task)  # a transfer's tickets are written here by now
                 key = f"{task.describe()}-{secrets.token_hex(4)}"
                 future = client.submit(run_task, task, files, key=key, pure=False)
-                running[future] = (task, needs, search)
+                running[future] = (task, needs, finds)
                 finished.add(future)
 
         where = "in place (workers share this filesystem)" if shared else "by this client (workers send them back)"
         with progress(total=total, desc=f"tasks on {address}, results written {where}") as bar:
             submit_ready()
             for future in finished:
-                task, _, search = running.pop(future)
+                task, _, finds = running.pop(future)
                 if future.status == "error":
                     failures.append(_failure(task, future))
                 elif not shared:
                     write_back(task, future.result())
-                if search:
-                    settled[search] = future.status != "error"
+                settled.update(dict.fromkeys(finds, future.status != "error"))
                 bar.update()
                 submit_ready()
     if failures:
@@ -213,7 +255,7 @@ def run_task(task: Unit, files: Files | None) -> Files | None:
         local = task.relocated(str(exp_root), str(model_root))
         local.run()
         run_dir = local.results_path.parent
-        tickets = {} if task.source else _ticket_files(local.tickets(), task.config.seeds[0])
+        tickets = {} if task.source else _ticket_files(local.tickets(), task.config.seeds)
         return {
             "exp": {name: (run_dir / name).read_bytes() for name in RUN_FILES},
             "models": {path: data for path, data in tickets.items() if files["models"].get(path) != data},
@@ -222,22 +264,22 @@ def run_task(task: Unit, files: Files | None) -> Files | None:
 
 def _files_for(task: Unit) -> Files:
     """What `task` resumes from, for a worker without this filesystem: its results.csv, and its
-    seed's tickets (its own for a search, its source's for a transfer)."""
-    files: Files = {"exp": {}, "models": _ticket_files(task.tickets(), task.config.seeds[0])}
+    seeds' tickets (its own for a search, its source's for a transfer)."""
+    files: Files = {"exp": {}, "models": _ticket_files(task.tickets(), task.config.seeds)}
     if task.results_path.is_file():
         files["exp"][str(task.results_path.relative_to(task.config.exp_root))] = task.results_path.read_bytes()
     return files
 
 
-def _ticket_files(tickets: Path, seed: int) -> dict[str, bytes]:
-    """A ticket folder's source.json and one seed's tickets, by path under the model root."""
-    paths = [tickets / SOURCE_FILE, *sorted(tickets.glob(f"seed{seed}/*.pt"))]
+def _ticket_files(tickets: Path, seeds: tuple[int, ...]) -> dict[str, bytes]:
+    """A ticket folder's source.json and these seeds' tickets, by path under the model root."""
+    paths = [tickets / SOURCE_FILE, *(path for seed in seeds for path in sorted(tickets.glob(f"seed{seed}/*.pt")))]
     return {str(path.relative_to(tickets.parent)): path.read_bytes() for path in paths if path.is_file()}
 
 
 def write_back(task: Unit, wrote: Files) -> None:
     """Write what a task sent back under the client's roots: the tickets it made, its provenance,
-    the run's config (seeds merged) and its seed's rows that pass their checksums and are new here."""
+    the run's config (seeds merged) and its seeds' rows that pass their checksums and are new here."""
     for relative, data in wrote["models"].items():
         write_atomic(Path(task.config.model_root) / relative, data)
     config = task.config.resolved()
@@ -245,6 +287,6 @@ def write_back(task: Unit, wrote: Files) -> None:
     with store.locked():
         record_run(store, config, json.loads(wrote["exp"]["provenance.json"]))
     rows = read_results(task.results_path, wrote["exp"]["results.csv"])
-    rows = rows[rows["seed"] == config.seeds[0]].to_dict("records")
+    rows = rows[rows["seed"].isin(config.seeds)].to_dict("records")
     done = store.done()
     store.append(*[row for row in rows if (row["seed"], row["round"], row["kind"]) not in done])

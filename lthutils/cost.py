@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lthutils.cluster import seed_groups
 from lthutils.config import ExperimentConfig
 from lthutils.data import Splits, default_val_size
 from lthutils.experiments import Setting, prepare
@@ -114,10 +115,11 @@ def evaluations(steps: int, eval_every: int) -> int:
     return 1 + steps // eval_every + (0 if steps % eval_every == 0 else 1)
 
 
-def unit_tasks(unit: Unit, setting: Setting, per_seed: bool) -> list[list[Stack]]:
-    """The unit's work as tasks (one per seed when `per_seed`, as a cluster runs it; else one),
-    each a list of stacks grouped as lottery.run_imp and experiments._train_on_target group them.
-    Trainings whose rows exist are left out."""
+def unit_tasks(unit: Unit, setting: Setting, groups: list[tuple[int, ...]]) -> list[list[Stack]]:
+    """The unit's work as tasks, one per group of seeds (as cluster.seed_groups makes them for a
+    cluster; all seeds in one group in one process), each a list of stacks grouped as
+    lottery.run_imp and experiments._train_on_target group them. Trainings whose rows exist are
+    left out."""
     config = setting.config
     source = None if unit.source is None else unit.source.run_id()
     done = RunStore(config.exp_root, config.name, config.run_id(source), config.model_root).done()
@@ -139,7 +141,7 @@ def unit_tasks(unit: Unit, setting: Setting, per_seed: bool) -> list[list[Stack]
     stacked = stackable(setting.template)
     size = MAX_STACKED_MODELS if stacked else 1
     tasks = []
-    for seeds in [(seed,) for seed in config.seeds] if per_seed else [config.seeds]:
+    for seeds in groups:
         counts = []  # (trainings, first step) per stack: a search trains round by round, a transfer all at once
         groups = [[r] for r in range(config.rounds + 1)] if unit.source is None else [range(config.rounds + 1)]
         for group in groups:
@@ -160,27 +162,37 @@ def unit_tasks(unit: Unit, setting: Setting, per_seed: bool) -> list[list[Stack]
 
 
 def plan_cost(
-    units: list[Unit], scheduler: str | None, workers: int | None = None, calibration: Calibration | None = None
+    units: list[Unit],
+    scheduler: str | None,
+    workers: int | None = None,
+    calibration: Calibration | None = None,
+    seeds_per_task: int | None = None,
 ) -> Cost:
     """What these units (a notebook's plan) ask for, and how long they take here when run with
-    `scheduler` ('local' with `workers` processes, 'none' in one process, an address: no time).
+    `scheduler` ('local' with `workers` processes, 'none' in one process, an address: no time)
+    and its seeds grouped into tasks as cluster.seed_groups(..., seeds_per_task) groups them.
     `calibration`: the caller's, which it saves; by default one is read and saved here."""
     cores = len(os.sched_getaffinity(0))
-    per_seed = scheduler != "none"
+    on_cluster = scheduler != "none"
     workers = workers or cores
-    threads = max(1, cores // workers) if per_seed else torch.get_num_threads()
+    threads = max(1, cores // workers) if on_cluster else torch.get_num_threads()
     settings = {config: prepare(config) for config in {unit.config for unit in units}}
     cost = Cost(seconds=None if scheduler not in ("local", "none") else 0.0)
-    finish_of: dict[str, list[float]] = {}  # a search's run id: when each of its tasks ends
-    free = [0.0] * (workers if per_seed else 1)
+    finish_of: dict[tuple[str, int], float] = {}  # (a search's run id, seed): when its task ends
+    free = [0.0] * (workers if on_cluster else 1)
     own = calibration is None
     calibration = calibration or Calibration()
-    for unit in sorted(units, key=lambda u: u.source is not None):  # searches first, as run_units does
+    groups: dict[Unit, list[tuple[int, ...]]] = {}
+    if on_cluster:  # searches first, as run_units does
+        for unit, seeds in seed_groups(units, workers, seeds_per_task):
+            groups.setdefault(unit, []).append(seeds)
+    for unit in sorted(units, key=lambda u: u.source is not None):
         setting = settings[unit.config]
         rows = len(unit.config.seeds) * sum(
             len(kinds_at(r, unit.config.controls)) for r in range(unit.config.rounds + 1)
         )
-        tasks = unit_tasks(unit, setting, per_seed)
+        seed_sets = groups.get(unit, [tuple(unit.config.seeds)])
+        tasks = unit_tasks(unit, setting, seed_sets)
         stacks = [stack for task in tasks for stack in task]
         todo = sum(stack.count for stack in stacks)
         cost.trainings += rows
@@ -192,15 +204,15 @@ def plan_cost(
         )
         if cost.seconds is None:
             continue
-        ready = finish_of.get(unit.source.run_id(), [0.0] * len(tasks)) if unit.source else [0.0] * len(tasks)
-        ends = []
-        for task, ready_at in zip(tasks, ready):
+        for task, seeds in zip(tasks, seed_sets):
+            ready_at = (
+                max((finish_of.get((unit.source.run_id(), s), 0.0) for s in seeds), default=0.0) if unit.source else 0.0
+            )
             worker = min(range(len(free)), key=free.__getitem__)
             seconds = sum(calibration.seconds(stack, threads, len(free)) for stack in task)
             free[worker] = max(free[worker], ready_at) + seconds
-            ends.append(free[worker])
-        if unit.source is None:
-            finish_of[unit.config.run_id()] = ends
+            if unit.source is None:
+                finish_of.update(dict.fromkeys(((unit.config.run_id(), s) for s in seeds), free[worker]))
     if cost.seconds is not None:
         cost.seconds = max(free)
     if own:
@@ -251,6 +263,10 @@ class Calibration:
     def seconds(self, stack: Stack, threads: int, processes: int) -> float:
         """Projected seconds for `stack` trained with `threads` torch threads in each of
         `processes` processes training side by side."""
+        return sum(self.parts(stack, threads, processes))
+
+    def parts(self, stack: Stack, threads: int, processes: int) -> tuple[float, float]:
+        """seconds(), as (training steps, evaluation)."""
         config = stack.config
         key = (
             f"{config.architecture} batch {config.batch_size} {config.optimizer} {config.precision}, "
@@ -259,7 +275,7 @@ class Calibration:
         step_one, step_more, per_example = self.timing(key, lambda: measure_alongside(config, threads, processes))
         slope = (step_more - step_one) / (CALIBRATION_STACK - 1)
         step = step_one + slope * (stack.count - 1) if stack.stacked else step_one * stack.count
-        return stack.steps * step + stack.count * stack.eval_examples * per_example
+        return stack.steps * step, stack.count * stack.eval_examples * per_example
 
     def save(self) -> None:
         if self.changed:

@@ -54,9 +54,9 @@ class Unit:
         else:
             evaluate_tickets(self.tickets(), self.config)
 
-    def for_seed(self, seed: int) -> Unit:
-        """The part of this unit that one seed needs: a cluster's task."""
-        return Unit(dataclasses.replace(self.config, seeds=(seed,)), self.source)
+    def for_seeds(self, seeds: tuple[int, ...]) -> Unit:
+        """The part of this unit that these seeds need: a cluster's task."""
+        return Unit(dataclasses.replace(self.config, seeds=tuple(seeds)), self.source)
 
     def absolute(self) -> Unit:
         """This unit with absolute folders, to run where the working directory differs (a worker)."""
@@ -127,8 +127,8 @@ def run(
     design's seeds).
 
     `scheduler`: None runs them here, one after another; a Dask scheduler's address (such as
-    `run-all --scheduler local` passes to the notebooks) runs each seed of each unit as a task
-    there (lthutils.cluster). With a sequential seed design (`declared.design`) the units run
+    `run-all --scheduler local` passes to the notebooks) runs each unit's seeds in groups, a
+    task each, there (lthutils.cluster.seed_groups). With a sequential seed design (`declared.design`) the units run
     with the first look's seeds; then, look by look, `question`'s verdicts say which settings are
     still inconclusive, and the units behind them (and the searches their transfers need) get
     the next look's seeds. The verdicts are a function of the rows alone, so a rerun resumes.

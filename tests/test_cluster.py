@@ -21,8 +21,8 @@ TIMING = ["train_seconds", "eval_seconds", "checksum"]  # may differ between run
 
 def q3_units(root: Path, seeds=(0, 1), rounds=1, iterations=30) -> list[study.Unit]:
     """Tickets found with SGD and with Adam on 400 digits, each trained with the other: 2 searches
-    and 2 transfers, one task per seed of each. LeNet-300-100: products big enough to be split
-    across threads, so that workers' one thread must give what the client's two give."""
+    and 2 transfers. LeNet-300-100: products big enough to be split across threads, so that
+    workers' one thread must give what the client's two give."""
     return study.plan_q3(
         ["sgd", "adam"],
         {"sgd": 0.01, "adam": 0.01},
@@ -76,14 +76,47 @@ def local_cluster():
         yield running
 
 
+def test_seeds_are_grouped_to_fill_stacks_and_then_the_workers(tmp_path):
+    units = study.plan_q1(
+        "digits5k",
+        ["fc:1x10", "lenet5"],
+        400,
+        None,
+        None,
+        ["reinit", "random_mask"],
+        rounds=2,
+        rate=None,
+        iterations=10,
+        seeds=list(range(7)),
+        eval_every=10,
+        val_size=None,
+        exp_root=str(tmp_path / "exp_result"),
+        model_root=str(tmp_path / "model_save"),
+        quiet=True,
+    )
+    fc, lenet5 = units
+
+    def groups(units, threads, seeds_per_task=None):
+        return [(unit.config.model, seeds) for unit, seeds in cluster.seed_groups(units, threads, seeds_per_task)]
+
+    # a pruned round stacks 3 kinds per seed: up to 5 seeds fill 15 of a 16-model stack; LeNet-5 does not stack
+    assert groups(units, 2) == [("fc", (0, 1, 2)), ("fc", (3, 4, 5, 6))] + [("lenet5", (s,)) for s in range(7)]
+    assert groups([fc], 4) == [("fc", (0,)), ("fc", (1, 2)), ("fc", (3, 4)), ("fc", (5, 6))]  # no thread idle
+    assert groups([fc, lenet5], 2, seeds_per_task=1) == [(u.config.model, (s,)) for u in units for s in range(7)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("shared_filesystem", [True, False])
-def test_grid_on_a_cluster_equals_the_sequential_run(tmp_path, sequential, local_cluster, shared_filesystem):
+@pytest.mark.parametrize(("shared_filesystem", "seeds_per_task"), [(True, 1), (False, None)])
+def test_grid_on_a_cluster_equals_the_sequential_run(
+    tmp_path, sequential, local_cluster, shared_filesystem, seeds_per_task
+):
+    """Seeds one per task or grouped (both seeds of a unit in one task's stacks), in place or
+    sent back: the rows and tickets of one process that stacks all seeds together."""
     units = q3_units(tmp_path)
-    cluster.run_units(units, local_cluster.scheduler_address, shared_filesystem=shared_filesystem)
+    cluster.run_units(units, local_cluster.scheduler_address, shared_filesystem, seeds_per_task)
     assert_same_results(tmp_path, sequential)
     config = pd.read_json(tmp_path / "exp_result" / "q3" / units[0].config.run_id() / "config.json", typ="series")
-    assert list(config["seeds"]) == [0, 1]  # each seed ran apart; the run's config names both
+    assert list(config["seeds"]) == [0, 1]  # the run's config names both seeds, however they were grouped
     assert not list((tmp_path / "exp_result").rglob(".*.tmp"))
 
 
@@ -136,11 +169,11 @@ def test_a_failing_task_is_reported_and_the_others_finish(tmp_path, local_cluste
     broken = units[0].results_path  # a folder where a run's results.csv belongs: its tasks raise
     broken.mkdir(parents=True)
     with pytest.raises(cluster.TasksFailedError) as failure:
-        cluster.run_units(units, local_cluster.scheduler_address)
+        cluster.run_units(units, local_cluster.scheduler_address)  # a task per unit: its 2 seeds stack
     message = str(failure.value)
-    assert message.startswith("4 of 8 tasks failed")  # the search's 2 seeds, and the 2 transfers of its tickets
-    assert message.count("IsADirectoryError") == 2
-    assert message.count("not run, because the search for its tickets failed") == 2
+    assert message.startswith("2 of 4 tasks failed")  # the search, and the transfer of its tickets
+    assert message.count("IsADirectoryError") == 1
+    assert message.count("not run, because the search for its tickets failed") == 1
     assert "'optimizer': 'sgd'" in message and "Traceback" in message
     finished = [unit for unit in units if unit.source is not None and unit.source.optimizer == "adam"]
     assert len(finished) == 1 and len(pd.read_csv(finished[0].results_path)) == 2 * 3  # 2 seeds x 3 rows
