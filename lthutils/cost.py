@@ -115,7 +115,7 @@ def evaluations(steps: int, eval_every: int) -> int:
     return 1 + steps // eval_every + (0 if steps % eval_every == 0 else 1)
 
 
-def unit_tasks(unit: Unit, setting: Setting, groups: list[tuple[int, ...]]) -> list[list[Stack]]:
+def unit_tasks(unit: Unit, setting: Setting, seed_sets: list[tuple[int, ...]]) -> list[list[Stack]]:
     """The unit's work as tasks, one per group of seeds (as cluster.seed_groups makes them for a
     cluster; all seeds in one group in one process), each a list of stacks grouped as
     lottery.run_imp and experiments._train_on_target group them. Trainings whose rows exist are
@@ -141,7 +141,7 @@ def unit_tasks(unit: Unit, setting: Setting, groups: list[tuple[int, ...]]) -> l
     stacked = stackable(setting.template)
     size = MAX_STACKED_MODELS if stacked else 1
     tasks = []
-    for seeds in groups:
+    for seeds in seed_sets:
         counts = []  # (trainings, first step) per stack: a search trains round by round, a transfer all at once
         groups = [[r] for r in range(config.rounds + 1)] if unit.source is None else [range(config.rounds + 1)]
         for group in groups:
