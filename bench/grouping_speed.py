@@ -4,7 +4,7 @@ The grid is a slice of params/full/q1.yaml at a tenth of its steps: the small fu
 nets fc1x10, fc2x50 and fc1x100 (with the controls reinit and random_mask, 5 seeds), 3 pruning
 rounds of 1,000 steps with validation every 100 steps, on all of MNIST. Each variant runs the
 same units through `cluster.run_units` into fresh folders: one seed per task (`seeds_per_task`
-1, as every run-all did before) and the default grouping (cluster.seed_groups: a search's 5
+1, as every run-all did before) and the default grouping (cost.seed_groups: a search's 5
 seeds x 3 kinds in one stack of 15). Rows must come out the same, timings aside; prints both
 times and the cost model's projection of each, and writes bench/results/grouping.json.
 

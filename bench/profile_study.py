@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from lthutils import cluster, cost, runner
+from lthutils import cost, runner
 from lthutils.data import Splits
 from lthutils.experiments import prepare
 from lthutils.models import build_model
@@ -109,7 +109,7 @@ def main() -> None:
         found = cost.plan_cost(units, args.scheduler, workers, calibration, args.seeds_per_task)
         wall[question] = found.seconds
         groups = collections.defaultdict(list)
-        tasks = cluster.seed_groups(units, workers, args.seeds_per_task) if on_cluster else []
+        tasks = cost.seed_groups(units, workers, args.seeds_per_task) if on_cluster else []
         for unit, seeds in tasks or [(u, u.config.seeds) for u in units]:
             groups[unit].append(tuple(seeds))
         for unit, seed_sets in groups.items():

@@ -1,6 +1,6 @@
 """Run a study's units on a Dask cluster: a LocalCluster started here, or a scheduler by address.
 
-A task is a group of seeds of one unit (`seed_groups`, `Unit.for_seeds`): those seeds' ticket
+A task is a group of seeds of one unit (`cost.seed_groups`, `Unit.for_seeds`): those seeds' ticket
 search on a setting, or their tickets trained on another setting; a transfer task waits for the
 search tasks that find its tickets. A fully connected unit's seeds are grouped so that a task's
 stacks hold up to MAX_STACKED_MODELS models (a model's numbers do not depend on its stack-mates,
@@ -21,6 +21,7 @@ Where results are written is decided once per `run_units` call:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -35,12 +36,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lthutils import monitor
 from lthutils.config import ConfigError
+from lthutils.cost import seed_groups, task_seconds
 from lthutils.experiments import SOURCE_FILE, record_run
-from lthutils.lottery import kinds_at
-from lthutils.models import build_model
 from lthutils.results import RunStore, read_results, write_atomic
-from lthutils.training import MAX_STACKED_MODELS, progress, stackable
 
 if TYPE_CHECKING:
     from lthutils.study import Unit
@@ -111,45 +111,10 @@ def local_cluster(workers: int, torch_threads: int) -> Iterator[str]:
         yield cluster.scheduler_address
 
 
-def seed_groups(
-    units: list[Unit], threads: int, seeds_per_task: int | None = None
-) -> list[tuple[Unit, tuple[int, ...]]]:
-    """Each unit's seeds in groups, one task each, searches first. A fully connected unit groups
-    at most as many seeds as fill a stack of MAX_STACKED_MODELS (a search stacks one pruned
-    round's kinds per seed, a transfer every round's), in groups of even sizes, other units one
-    seed per task; the largest groups shrink until there are at least `threads` tasks, where the
-    seeds allow, so that no worker thread waits while another trains a big stack.
-    `seeds_per_task`: at most that many instead."""
-    units = sorted(units, key=lambda u: u.source is not None)
-    sizes = []
-    for unit in units:
-        config = unit.config.resolved()
-        rounds = range(config.rounds + 1) if unit.source is not None else [min(1, config.rounds)]
-        per_seed = sum(len(kinds_at(r, config.controls)) for r in rounds)
-        stacked = stackable(build_model(config, (1, 28, 28), 10, seed=0))
-        sizes.append(max(1, MAX_STACKED_MODELS // per_seed) if stacked else 1)
-    if seeds_per_task is not None:
-        sizes = [seeds_per_task] * len(units)
-    sizes = [min(size, len(unit.config.seeds)) for size, unit in zip(sizes, units)]
-
-    def tasks() -> int:
-        return sum(-(-len(unit.config.seeds) // size) for unit, size in zip(units, sizes))
-
-    while seeds_per_task is None and tasks() < threads and max(sizes) > 1:
-        sizes[sizes.index(max(sizes))] -= 1
-    groups = []
-    for unit, size in zip(units, sizes):  # as many groups as `size` needs, of sizes as even as can be
-        seeds = unit.config.seeds
-        count = -(-len(seeds) // size)
-        bounds = [len(seeds) * i // count for i in range(count + 1)]
-        groups += [(unit, tuple(seeds[a:b])) for a, b in zip(bounds, bounds[1:])]
-    return groups
-
-
 def run_units(
     units: list[Unit], address: str, shared_filesystem: bool | None = None, seeds_per_task: int | None = None
 ) -> None:
-    """Run each group of seeds of each unit (seed_groups) as a task on the scheduler at
+    """Run each group of seeds of each unit (cost.seed_groups) as a task on the scheduler at
     `address`, searches before the transfers that need them. `shared_filesystem`: None asks the
     workers whether they see the client's exp_root. After every task has finished, raise
     TasksFailedError naming each failure.
@@ -173,17 +138,31 @@ def run_units(
     with client:
         shared = _workers_share_files(client, units) if shared_filesystem is None else shared_filesystem
         threads = max(1, sum(client.nthreads().values()))
+        groups = seed_groups([u.absolute() for u in units], threads, seeds_per_task)
         pending = [  # (task, the (search, seed)s it needs, the (search, seed)s it finds)
             (
                 unit.for_seeds(seeds),
                 set() if unit.source is None else {(unit.source.run_id(), seed) for seed in seeds},
                 {(unit.config.run_id(), seed) for seed in seeds} if unit.source is None else set(),
             )
-            for unit, seeds in seed_groups([u.absolute() for u in units], threads, seeds_per_task)
+            for unit, seeds in groups
         ]
+        try:
+            projected = task_seconds(groups, threads)
+        except (OSError, ValueError):  # a run folder it cannot read: no ETA; the task that needs it says what is wrong
+            projected = None
+        if projected is not None:
+            projected = {task.describe(): seconds for (task, _, _), seconds in zip(pending, projected)}
         total, running, failures = len(pending), {}, []
         settled = {}  # (search, seed) -> whether its task succeeded, once its results are written here
         finished = as_completed()
+        where = "in place (workers share this filesystem)" if shared else "by this client (workers send them back)"
+        display = monitor.Display(
+            total, f"tasks on {address}, results written {where}", threads, projected, monitor.stream()
+        )
+        client.subscribe_topic(
+            monitor.TOPIC, lambda event: display.event(event[1]["name"], event[1]["task"], event[1]["what"])
+        )
 
         def submit_ready() -> None:
             threads = max(1, sum(client.nthreads().values()))
@@ -196,7 +175,7 @@ def run_units(
                 task, needs, finds = item
                 if not all(settled.get(key, True) for key in needs):
                     failures.append(f"- {task.describe()}: not run, because the search for its tickets failed")
-                    bar.update()
+                    display.finished(task.describe(), failed=True)
                     continue
                 files = None if shared else _files_for(task)  # a transfer's tickets are written here by now
                 key = f"{task.describe()}-{secrets.token_hex(4)}"
@@ -204,8 +183,7 @@ def run_units(
                 running[future] = (task, needs, finds)
                 finished.add(future)
 
-        where = "in place (workers share this filesystem)" if shared else "by this client (workers send them back)"
-        with progress(total=total, desc=f"tasks on {address}, results written {where}") as bar:
+        try:
             submit_ready()
             for future in finished:
                 task, _, finds = running.pop(future)
@@ -214,8 +192,11 @@ def run_units(
                 elif not shared:
                     write_back(task, future.result())
                 settled.update(dict.fromkeys(finds, future.status != "error"))
-                bar.update()
+                display.finished(task.describe(), failed=future.status == "error")
                 submit_ready()
+        finally:
+            client.unsubscribe_topic(monitor.TOPIC)
+            display.close()
     if failures:
         raise TasksFailedError(
             f"{len(failures)} of {total} tasks failed (the others finished):\n" + "\n".join(failures)
@@ -244,6 +225,13 @@ def run_task(task: Unit, files: Files | None) -> Files | None:
     `files`, returning its results, provenance and the tickets it made (see write_back)."""
     if TORCH_THREADS in os.environ:
         torch.set_num_threads(int(os.environ[TORCH_THREADS]))
+    described = task.describe()
+    task = dataclasses.replace(task, config=dataclasses.replace(task.config, quiet=True))  # the client shows progress
+    with monitor.forwarded(described):
+        return _run_task(task, files)
+
+
+def _run_task(task: Unit, files: Files | None) -> Files | None:
     if files is None:
         task.run()
         return None

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lthutils.cluster import seed_groups
 from lthutils.config import ExperimentConfig
 from lthutils.data import Splits, default_val_size
 from lthutils.experiments import Setting, prepare
@@ -115,8 +114,47 @@ def evaluations(steps: int, eval_every: int) -> int:
     return 1 + steps // eval_every + (0 if steps % eval_every == 0 else 1)
 
 
+def seed_groups(
+    units: list[Unit], threads: int, seeds_per_task: int | None = None
+) -> list[tuple[Unit, tuple[int, ...]]]:
+    """Each unit's seeds in groups, one task each, searches first. A fully connected unit groups
+    at most as many seeds as fill a stack of MAX_STACKED_MODELS (a search stacks one pruned
+    round's kinds per seed, a transfer every round's), in groups of even sizes, other units one
+    seed per task; the largest groups (of the biggest models first) shrink until there are at
+    least two tasks per worker thread (`threads`), where the seeds allow, so that no thread
+    waits long while another trains a big stack (a Q1 slice of 3 units of 5 seeds as 3 tasks on
+    2 workers ran 0.93x as fast as one seed per task: docs/PERFORMANCE.md).
+    `seeds_per_task`: at most that many instead."""
+    units = sorted(units, key=lambda u: u.source is not None)
+    sizes, weights = [], []  # weights: parameters per model, which unit to split first
+    for unit in units:
+        config = unit.config.resolved()
+        rounds = range(config.rounds + 1) if unit.source is not None else [min(1, config.rounds)]
+        per_seed = sum(len(kinds_at(r, config.controls)) for r in rounds)
+        model = build_model(config, (1, 28, 28), 10, seed=0)
+        sizes.append(max(1, MAX_STACKED_MODELS // per_seed) if stackable(model) else 1)
+        weights.append(sum(p.numel() for p in model.parameters()))
+    if seeds_per_task is not None:
+        sizes = [seeds_per_task] * len(units)
+    sizes = [min(size, len(unit.config.seeds)) for size, unit in zip(sizes, units)]
+
+    def tasks() -> int:
+        return sum(-(-len(unit.config.seeds) // size) for unit, size in zip(units, sizes))
+
+    while seeds_per_task is None and tasks() < 2 * threads and max(sizes) > 1:
+        largest = max(range(len(units)), key=lambda i: (sizes[i], weights[i]))  # the biggest model of ties
+        sizes[largest] -= 1
+    groups = []
+    for unit, size in zip(units, sizes):  # as many groups as `size` needs, of sizes as even as can be
+        seeds = unit.config.seeds
+        count = -(-len(seeds) // size)
+        bounds = [len(seeds) * i // count for i in range(count + 1)]
+        groups += [(unit, tuple(seeds[a:b])) for a, b in zip(bounds, bounds[1:])]
+    return groups
+
+
 def unit_tasks(unit: Unit, setting: Setting, seed_sets: list[tuple[int, ...]]) -> list[list[Stack]]:
-    """The unit's work as tasks, one per group of seeds (as cluster.seed_groups makes them for a
+    """The unit's work as tasks, one per group of seeds (as seed_groups makes them for a
     cluster; all seeds in one group in one process), each a list of stacks grouped as
     lottery.run_imp and experiments._train_on_target group them. Trainings whose rows exist are
     left out."""
@@ -170,7 +208,7 @@ def plan_cost(
 ) -> Cost:
     """What these units (a notebook's plan) ask for, and how long they take here when run with
     `scheduler` ('local' with `workers` processes, 'none' in one process, an address: no time)
-    and its seeds grouped into tasks as cluster.seed_groups(..., seeds_per_task) groups them.
+    and its seeds grouped into tasks as seed_groups(..., seeds_per_task) groups them.
     `calibration`: the caller's, which it saves; by default one is read and saved here."""
     cores = len(os.sched_getaffinity(0))
     on_cluster = scheduler != "none"
@@ -220,6 +258,22 @@ def plan_cost(
     return cost
 
 
+def task_seconds(groups: list[tuple[Unit, tuple[int, ...]]], workers: int) -> list[float] | None:
+    """The projected seconds of each task (a unit's group of seeds, as seed_groups makes them)
+    on `workers` worker processes here, from this machine's cached calibration only: None when a
+    timing is not cached (nothing is measured)."""
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    calibration, settings, seconds = Calibration(), {}, []
+    for unit, seeds in groups:
+        if unit.config not in settings:
+            settings[unit.config] = prepare(unit.config)
+        (task,) = unit_tasks(unit, settings[unit.config], [seeds])
+        if any(calibration.key(stack, threads, workers) not in calibration.measured for stack in task):
+            return None
+        seconds.append(sum(calibration.seconds(stack, threads, workers) for stack in task))
+    return seconds
+
+
 def cache_path() -> Path:
     return Path(os.environ.get("LTHUTILS_CACHE") or Path.home() / ".cache" / "lthutils") / "calibration.json"
 
@@ -265,13 +319,17 @@ class Calibration:
         `processes` processes training side by side."""
         return sum(self.parts(stack, threads, processes))
 
-    def parts(self, stack: Stack, threads: int, processes: int) -> tuple[float, float]:
-        """seconds(), as (training steps, evaluation)."""
+    @staticmethod
+    def key(stack: Stack, threads: int, processes: int) -> str:
         config = stack.config
-        key = (
+        return (
             f"{config.architecture} batch {config.batch_size} {config.optimizer} {config.precision}, "
             f"{threads} threads x {processes} processes"
         )
+
+    def parts(self, stack: Stack, threads: int, processes: int) -> tuple[float, float]:
+        """seconds(), as (training steps, evaluation)."""
+        config, key = stack.config, self.key(stack, threads, processes)
         step_one, step_more, per_example = self.timing(key, lambda: measure_alongside(config, threads, processes))
         slope = (step_more - step_one) / (CALIBRATION_STACK - 1)
         step = step_one + slope * (stack.count - 1) if stack.stacked else step_one * stack.count

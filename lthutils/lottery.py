@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lthutils import monitor
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Splits
 from lthutils.models import forward_flops, initialize
@@ -164,6 +165,7 @@ def train_tickets(
         models = [ticket.model(template).to(device) for ticket, _ in chunk]
         first, kind = chunk[0]
         description = f"seed {first.seed} round {first.round} {kind}" if len(chunk) == 1 else f"round {first.round}"
+        monitor.LOG.info("%s, %d training%s", description, len(chunk), "" if len(chunk) == 1 else "s")
         results = train_models(
             models,
             [ticket.mask for ticket, _ in chunk],

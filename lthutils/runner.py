@@ -33,7 +33,7 @@ from typing import Any
 import nbformat
 import papermill
 
-from lthutils import stats, study
+from lthutils import monitor, stats, study
 from lthutils.config import ConfigError, read_yaml
 from lthutils.rule import Analysis
 
@@ -165,6 +165,8 @@ def run(
     papermill_log = logging.getLogger("papermill")
     level = papermill_log.level
     papermill_log.setLevel(logging.INFO if verbose else logging.WARNING)
+    live = os.environ.get(monitor.LIVE)
+    os.environ[monitor.LIVE] = "1" if sys.stderr.isatty() and not verbose else "0"  # the kernel's display: in place?
     try:
         papermill.execute_notebook(
             str(parameter_file.notebook),
@@ -195,6 +197,10 @@ def run(
         raise
     finally:
         papermill_log.setLevel(level)
+        if live is None:
+            del os.environ[monitor.LIVE]
+        else:
+            os.environ[monitor.LIVE] = live
     os.replace(running, done)
     failed.unlink(missing_ok=True)
     return done

@@ -128,10 +128,11 @@ def run(
 
     `scheduler`: None runs them here, one after another; a Dask scheduler's address (such as
     `run-all --scheduler local` passes to the notebooks) runs each unit's seeds in groups, a
-    task each, there (lthutils.cluster.seed_groups). With a sequential seed design (`declared.design`) the units run
-    with the first look's seeds; then, look by look, `question`'s verdicts say which settings are
-    still inconclusive, and the units behind them (and the searches their transfers need) get
-    the next look's seeds. The verdicts are a function of the rows alone, so a rerun resumes.
+    task each, there (lthutils.cluster; the groups: lthutils.cost.seed_groups). With a sequential
+    seed design (`declared.design`) the units run with the first look's seeds; then, look by
+    look, `question`'s verdicts say which settings are still inconclusive, and the units behind
+    them (and the searches their transfers need) get the next look's seeds. The verdicts are a
+    function of the rows alone, so a rerun resumes.
     """
     check(units, declared)
     declared = declared or analysis.DEFAULT

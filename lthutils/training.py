@@ -25,7 +25,6 @@ optimizer state, masks and the loss stay float32.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from torch import nn
 from torch.func import functional_call
 from tqdm import tqdm
 
+from lthutils import monitor
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Splits
 from lthutils.pruning import Mask
@@ -156,10 +156,9 @@ class SingleModule(ModelStack):
 
 
 def progress(**bar) -> tqdm:
-    """A text progress bar (tqdm keywords), redrawn at most once a second: on stdout in a
-    notebook's kernel, where stderr shows as an error box, else on stderr."""
-    in_kernel = type(sys.stdout).__module__.startswith("ipykernel")
-    return tqdm(file=sys.stdout if in_kernel else sys.stderr, mininterval=1.0, **bar)
+    """A text progress bar (tqdm keywords), redrawn at most once a second, where monitor.stream
+    says (stdout in a notebook's kernel, else stderr)."""
+    return tqdm(file=monitor.stream(), mininterval=1.0, **bar)
 
 
 def stackable(model: nn.Module) -> bool:

@@ -1,6 +1,7 @@
 """Study units on a real Dask cluster (worker processes on loopback) against a sequential run."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,35 +77,6 @@ def local_cluster():
         yield running
 
 
-def test_seeds_are_grouped_to_fill_stacks_and_then_the_workers(tmp_path):
-    units = study.plan_q1(
-        "digits5k",
-        ["fc:1x10", "lenet5"],
-        400,
-        None,
-        None,
-        ["reinit", "random_mask"],
-        rounds=2,
-        rate=None,
-        iterations=10,
-        seeds=list(range(7)),
-        eval_every=10,
-        val_size=None,
-        exp_root=str(tmp_path / "exp_result"),
-        model_root=str(tmp_path / "model_save"),
-        quiet=True,
-    )
-    fc, lenet5 = units
-
-    def groups(units, threads, seeds_per_task=None):
-        return [(unit.config.model, seeds) for unit, seeds in cluster.seed_groups(units, threads, seeds_per_task)]
-
-    # a pruned round stacks 3 kinds per seed: up to 5 seeds fill 15 of a 16-model stack; LeNet-5 does not stack
-    assert groups(units, 2) == [("fc", (0, 1, 2)), ("fc", (3, 4, 5, 6))] + [("lenet5", (s,)) for s in range(7)]
-    assert groups([fc], 4) == [("fc", (0,)), ("fc", (1, 2)), ("fc", (3, 4)), ("fc", (5, 6))]  # no thread idle
-    assert groups([fc, lenet5], 2, seeds_per_task=1) == [(u.config.model, (s,)) for u in units for s in range(7)]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("shared_filesystem", "seeds_per_task"), [(True, 1), (False, None)])
 def test_grid_on_a_cluster_equals_the_sequential_run(
@@ -121,12 +93,15 @@ def test_grid_on_a_cluster_equals_the_sequential_run(
 
 
 @pytest.mark.slow
-def test_relative_folders_mean_the_clients_folders(tmp_path, sequential, local_cluster, monkeypatch):
+def test_relative_folders_mean_the_clients_folders(tmp_path, sequential, local_cluster, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)  # the workers started elsewhere: relative folders must not reach them as such
     units = q3_units(Path("."))
     assert units[0].config.exp_root == "exp_result"
     cluster.run_units(units, local_cluster.scheduler_address)
     assert_same_results(tmp_path, sequential)
+    shown = capfd.readouterr().err  # not a terminal: one line per event, the workers' own bars off
+    assert re.search(r"worker \d+: q3: search \S+ seeds 0,1: round 0, 2 trainings", shown)
+    assert "done 4/4" in shown and "(x2)" not in shown
 
 
 @pytest.mark.slow

@@ -94,3 +94,33 @@ def test_the_preview_counts_a_rewound_search_from_its_rewind_step(tiny, cache):
     rows = study.run(units)
     assert sorted(rows["train_iterations"]) == [13, 13, 13, 13, 20]  # pruned rounds: steps 8-20
     assert before.steps == rows["train_iterations"].sum() and before.examples == rows["train_examples"].sum()
+
+
+def test_seeds_are_grouped_to_fill_stacks_and_then_the_workers(tmp_path):
+    units = study.plan_q1(
+        "digits5k",
+        ["fc:1x10", "lenet5"],
+        400,
+        None,
+        None,
+        ["reinit", "random_mask"],
+        rounds=2,
+        rate=None,
+        iterations=10,
+        seeds=list(range(7)),
+        eval_every=10,
+        val_size=None,
+        exp_root=str(tmp_path / "exp_result"),
+        model_root=str(tmp_path / "model_save"),
+        quiet=True,
+    )
+    fc, lenet5 = units
+
+    def groups(units, threads, seeds_per_task=None):
+        return [(unit.config.model, seeds) for unit, seeds in cost.seed_groups(units, threads, seeds_per_task)]
+
+    # a pruned round stacks 3 kinds per seed: up to 5 seeds fill 15 of a 16-model stack; LeNet-5 does not stack
+    assert groups(units, 2) == [("fc", (0, 1, 2)), ("fc", (3, 4, 5, 6))] + [("lenet5", (s,)) for s in range(7)]
+    assert groups([fc], 2) == [("fc", (0,)), ("fc", (1, 2)), ("fc", (3, 4)), ("fc", (5, 6))]  # 2 tasks a thread
+    assert groups([fc], 4) == [("fc", (s,)) for s in range(7)]  # as many as the seeds allow
+    assert groups([fc, lenet5], 2, seeds_per_task=1) == [(u.config.model, (s,)) for u in units for s in range(7)]
