@@ -164,7 +164,9 @@ def train_tickets(
         chunk = items[start : start + stack_size]
         models = [ticket.model(template).to(device) for ticket, _ in chunk]
         first, kind = chunk[0]
-        description = f"seed {first.seed} round {first.round} {kind}" if len(chunk) == 1 else f"round {first.round}"
+        rounds = sorted({ticket.round for ticket, _ in chunk})  # a transfer's stack spans rounds
+        where = f"round {rounds[0]}" if len(rounds) == 1 else f"rounds {rounds[0]}-{rounds[-1]}"
+        description = f"seed {first.seed} round {first.round} {kind}" if len(chunk) == 1 else where
         monitor.LOG.info("%s, %d training%s", description, len(chunk), "" if len(chunk) == 1 else "s")
         results = train_models(
             models,

@@ -101,6 +101,7 @@ def test_relative_folders_mean_the_clients_folders(tmp_path, sequential, local_c
     assert_same_results(tmp_path, sequential)
     shown = capfd.readouterr().err  # not a terminal: one line per event, the workers' own bars off
     assert re.search(r"worker \d+: q3: search \S+ seeds 0,1: round 0, 2 trainings", shown)
+    assert re.search(r"worker \d+: q3: tickets of \S+ trained as \S+ seeds 0,1: rounds 0-1, 6 trainings", shown)
     assert "done 4/4" in shown and "(x2)" not in shown
 
 
