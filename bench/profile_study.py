@@ -100,7 +100,7 @@ def main() -> None:
     threads = 1 if on_cluster else torch.get_num_threads()
     processes = workers if on_cluster else 1
     calibration = cost.Calibration()
-    rows = collections.defaultdict(lambda: collections.Counter())  # (question, architecture) -> seconds
+    rows = collections.defaultdict(collections.Counter)  # (question, architecture) -> seconds
     stacks = collections.defaultdict(collections.Counter)  # architecture -> {stack size: training seconds}
     configs, wall = {}, {}
     for parameter_file in runner.load_all(args.paths):
@@ -108,10 +108,10 @@ def main() -> None:
         question = parameter_file.question.key
         found = cost.plan_cost(units, args.scheduler, workers, calibration, args.seeds_per_task)
         wall[question] = found.seconds
-        groups = collections.defaultdict(list)
-        tasks = cost.seed_groups(units, workers, args.seeds_per_task) if on_cluster else []
-        for unit, seeds in tasks or [(u, u.config.seeds) for u in units]:
-            groups[unit].append(tuple(seeds))
+        if on_cluster:
+            groups = cost.by_unit(cost.seed_groups(units, workers, args.seeds_per_task))
+        else:
+            groups = {unit: [tuple(unit.config.seeds)] for unit in units}
         for unit, seed_sets in groups.items():
             setting = prepare(unit.config)
             for task in cost.unit_tasks(unit, setting, seed_sets):

@@ -153,6 +153,14 @@ def seed_groups(
     return groups
 
 
+def by_unit(groups: list[tuple[Unit, tuple[int, ...]]]) -> dict[Unit, list[tuple[int, ...]]]:
+    """seed_groups' tasks as each unit's seed groups, in their order."""
+    found: dict[Unit, list[tuple[int, ...]]] = {}
+    for unit, seeds in groups:
+        found.setdefault(unit, []).append(tuple(seeds))
+    return found
+
+
 def unit_tasks(unit: Unit, setting: Setting, seed_sets: list[tuple[int, ...]]) -> list[list[Stack]]:
     """The unit's work as tasks, one per group of seeds (as seed_groups makes them for a
     cluster; all seeds in one group in one process), each a list of stacks grouped as
@@ -220,10 +228,7 @@ def plan_cost(
     free = [0.0] * (workers if on_cluster else 1)
     own = calibration is None
     calibration = calibration or Calibration()
-    groups: dict[Unit, list[tuple[int, ...]]] = {}
-    if on_cluster:  # searches first, as run_units does
-        for unit, seeds in seed_groups(units, workers, seeds_per_task):
-            groups.setdefault(unit, []).append(seeds)
+    groups = by_unit(seed_groups(units, workers, seeds_per_task)) if on_cluster else {}
     for unit in sorted(units, key=lambda u: u.source is not None):
         setting = settings[unit.config]
         rows = len(unit.config.seeds) * sum(
@@ -263,15 +268,18 @@ def task_seconds(groups: list[tuple[Unit, tuple[int, ...]]], workers: int) -> li
     on `workers` worker processes here, from this machine's cached calibration only: None when a
     timing is not cached (nothing is measured)."""
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    calibration, settings, seconds = Calibration(), {}, []
-    for unit, seeds in groups:
+    calibration, settings, tasks = Calibration(), {}, {}
+    for unit, seed_sets in by_unit(groups).items():  # each run's rows read once
         if unit.config not in settings:
             settings[unit.config] = prepare(unit.config)
-        (task,) = unit_tasks(unit, settings[unit.config], [seeds])
-        if any(calibration.key(stack, threads, workers) not in calibration.measured for stack in task):
-            return None
-        seconds.append(sum(calibration.seconds(stack, threads, workers) for stack in task))
-    return seconds
+        tasks.update(zip(((unit, seeds) for seeds in seed_sets), unit_tasks(unit, settings[unit.config], seed_sets)))
+    stacks = [stack for task in tasks.values() for stack in task]
+    if any(calibration.key(stack, threads, workers) not in calibration.measured for stack in stacks):
+        return None
+    return [
+        sum(calibration.seconds(stack, threads, workers) for stack in tasks[unit, tuple(seeds)])
+        for unit, seeds in groups
+    ]
 
 
 def cache_path() -> Path:

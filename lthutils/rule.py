@@ -108,9 +108,8 @@ def text(analysis: Analysis) -> str:
         f"(TOST at {alpha}, Holm-corrected), and **inconclusive** otherwise or with fewer than 2 pairs; an "
         "inconclusive setting says how many seeds would decide it." + sequential + " A setting whose dense "
         "network did not converge (its least validation loss at its last evaluation, for at least half of the "
-        "seeds) gets no verdict: "
-        "**unconverged**. Per pruning level the differences are secondary estimates: 95% intervals simultaneous "
-        "over the setting's levels (max-|t|), with the verdict they read."
+        "seeds) gets no verdict: **unconverged**. Per pruning level the differences are secondary estimates: 95% "
+        "intervals simultaneous over the setting's levels (max-|t|), with the verdict they read."
     )
 
 

@@ -69,6 +69,17 @@ def test_calibration_is_measured_once_per_machine_and_setting(tmp_path, cache):
     assert cost.plan_cost(units, "tcp://127.0.0.1:8786").seconds is None  # a cluster elsewhere: no projection
 
 
+def test_a_clusters_eta_prices_each_task_from_the_cached_calibration_only(tmp_path, cache):
+    units = q4_units(tmp_path)
+    groups = cost.seed_groups(units, 1)
+    assert cost.task_seconds(groups, 1) is None  # nothing cached: no ETA, and nothing measured for it
+    assert not cache.exists()
+    whole = cost.plan_cost(units, "local", workers=1).seconds  # measures; one worker runs the tasks in turn
+    seconds = cost.task_seconds(groups, 1)
+    assert len(seconds) == len(groups) and all(s > 0 for s in seconds)
+    assert sum(seconds) == pytest.approx(whole)
+
+
 def test_forward_flops_of_known_models():
     lenet300 = build_model(ExperimentConfig(model="lenet300"), (1, 28, 28), 10, seed=0)
     assert cost.forward_flops(lenet300, (1, 28, 28)) == 2 * (784 * 300 + 300 * 100 + 100 * 10)
