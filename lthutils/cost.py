@@ -29,7 +29,7 @@ import torch
 
 from lthutils.config import ExperimentConfig
 from lthutils.data import Splits, default_val_size
-from lthutils.experiments import Setting, prepare
+from lthutils.experiments import Setting, finished_elsewhere, prepare
 from lthutils.lottery import kinds_at
 from lthutils.models import build_model, forward_flops
 from lthutils.pruning import Mask
@@ -72,18 +72,21 @@ class Cost:
 
     trainings: int = 0
     done: int = 0  # trainings whose rows already exist: a rerun skips them
+    shared: int = 0  # trainings of searches an earlier file of the same run trains: copied, not trained
     steps: int = 0
     examples: int = 0
     flops: float = 0.0
     seconds: float | None = 0.0
 
     def add(self, other: Cost) -> None:
-        for name in ("trainings", "done", "steps", "examples", "flops"):
+        for name in ("trainings", "done", "shared", "steps", "examples", "flops"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds = None if self.seconds is None or other.seconds is None else self.seconds + other.seconds
 
     def describe(self) -> str:
-        todo = f" ({self.done} done: a rerun skips them)" if self.done else ""
+        todo = [f"{self.done} done: a rerun skips them"] if self.done else []
+        todo += [f"{self.shared} shared with a search an earlier file trains"] if self.shared else []
+        todo = f" ({'; '.join(todo)})" if todo else ""
         when = "time not projected" if self.seconds is None else f"about {_duration(self.seconds)} on this machine"
         return (
             f"{self.trainings} trainings{todo}, {self.steps:,} optimizer steps, {self.examples:,} sample-epochs "
@@ -161,14 +164,20 @@ def by_unit(groups: list[tuple[Unit, tuple[int, ...]]]) -> dict[Unit, list[tuple
     return found
 
 
-def unit_tasks(unit: Unit, setting: Setting, seed_sets: list[tuple[int, ...]]) -> list[list[Stack]]:
+def unit_tasks(
+    unit: Unit, setting: Setting, seed_sets: list[tuple[int, ...]], trained_before: set | frozenset = frozenset()
+) -> list[list[Stack]]:
     """The unit's work as tasks, one per group of seeds (as seed_groups makes them for a
     cluster; all seeds in one group in one process), each a list of stacks grouped as
-    lottery.run_imp and experiments._train_on_target group them. Trainings whose rows exist are
-    left out."""
+    lottery.run_imp and experiments._train_on_target group them. Trainings whose rows exist
+    (here, or for a search in another question's folder: experiments.finished_elsewhere) or are
+    `trained_before` ((seed, round, kind): an earlier file's search) are left out."""
     config = setting.config
     source = None if unit.source is None else unit.source.run_id()
-    done = RunStore(config.exp_root, config.name, config.run_id(source), config.model_root).done()
+    done = RunStore(config.exp_root, config.name, config.run_id(source), config.model_root).done() | trained_before
+    if unit.source is None:  # what another question's folder holds finished is copied, not trained
+        elsewhere = finished_elsewhere(config)
+        done |= set(zip(elsewhere["seed"].astype(int), elsewhere["round"].astype(int), elsewhere["kind"].astype(str)))
     steps = total_iterations(config, setting.num_train)
     pool = len(setting.dataset.train_labels)
     val_size = default_val_size(pool) if config.val_size is None else config.val_size
@@ -213,11 +222,15 @@ def plan_cost(
     workers: int | None = None,
     calibration: Calibration | None = None,
     seeds_per_task: int | None = None,
+    searched: dict[tuple[str, str], set] | None = None,
 ) -> Cost:
     """What these units (a notebook's plan) ask for, and how long they take here when run with
     `scheduler` ('local' with `workers` processes, 'none' in one process, an address: no time)
     and its seeds grouped into tasks as seed_groups(..., seeds_per_task) groups them.
-    `calibration`: the caller's, which it saves; by default one is read and saved here."""
+    `calibration`: the caller's, which it saves; by default one is read and saved here.
+    `searched`: the rows (seed, round, kind) of each search (exp_root, run id) that earlier files
+    of one run train, which these units copy instead of training them (study.run adopts them);
+    this call adds its own searches' rows."""
     cores = len(os.sched_getaffinity(0))
     on_cluster = scheduler != "none"
     workers = workers or cores
@@ -228,18 +241,24 @@ def plan_cost(
     free = [0.0] * (workers if on_cluster else 1)
     own = calibration is None
     calibration = calibration or Calibration()
+    searched = {} if searched is None else searched
     groups = by_unit(seed_groups(units, workers, seeds_per_task)) if on_cluster else {}
     for unit in sorted(units, key=lambda u: u.source is not None):
         setting = settings[unit.config]
-        rows = len(unit.config.seeds) * sum(
-            len(kinds_at(r, unit.config.controls)) for r in range(unit.config.rounds + 1)
-        )
+        rows = _rows(unit)
+        earlier = set(searched.get(_search_key(unit), ())) if unit.source is None else set()
+        if unit.source is None:
+            searched.setdefault(_search_key(unit), set()).update(_row_keys(unit))
         seed_sets = groups.get(unit, [tuple(unit.config.seeds)])
         tasks = unit_tasks(unit, setting, seed_sets)
+        missing = sum(stack.count for task in tasks for stack in task)  # no rows yet, here or elsewhere
+        if earlier:
+            tasks = unit_tasks(unit, setting, seed_sets, earlier)
         stacks = [stack for task in tasks for stack in task]
         todo = sum(stack.count for stack in stacks)
         cost.trainings += rows
-        cost.done += rows - todo
+        cost.done += rows - missing
+        cost.shared += missing - todo
         cost.steps += sum(stack.count * stack.steps for stack in stacks)
         cost.examples += sum(stack.count * stack.examples for stack in stacks)
         cost.flops += sum(
@@ -261,6 +280,20 @@ def plan_cost(
     if own:
         calibration.save()
     return cost
+
+
+def _rows(unit: Unit) -> int:
+    """The trainings (result rows) a unit asks for."""
+    return len(unit.config.seeds) * sum(len(kinds_at(r, unit.config.controls)) for r in range(unit.config.rounds + 1))
+
+
+def _row_keys(unit: Unit) -> set[tuple[int, int, str]]:
+    config = unit.config
+    return {(s, r, k) for s in config.seeds for r in range(config.rounds + 1) for k in kinds_at(r, config.controls)}
+
+
+def _search_key(unit: Unit) -> tuple[str, str]:
+    return os.path.abspath(unit.config.exp_root), unit.config.run_id()
 
 
 def task_seconds(groups: list[tuple[Unit, tuple[int, ...]]], workers: int) -> list[float] | None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -23,10 +24,19 @@ from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import Dataset, Splits, load_dataset, make_splits, split_indices
 from lthutils.lottery import Ticket, kinds_at, result_row, run_imp, train_tickets
 from lthutils.models import build_model
-from lthutils.results import RunStore, provenance, remove_stale_temporaries, write_json
+from lthutils.results import (
+    LOG,
+    RESULT_COLUMNS,
+    RunStore,
+    provenance,
+    read_results,
+    remove_stale_temporaries,
+    write_json,
+)
 from lthutils.training import resolve_device, total_iterations
 
 SOURCE_FILE = "source.json"  # in a ticket folder: the config that found the tickets
+COPIED = "rows_copied_from"  # in a run's provenance.json: the folders adopt_finished copied rows from
 Splitter = Callable[[Dataset, ExperimentConfig, int], Splits]  # (dataset, config, seed) -> a seed's splits
 
 
@@ -94,8 +104,13 @@ def _start_run(setting: Setting, store: RunStore, shared: dict[Path, Any]) -> No
 
 def record_run(store: RunStore, config: ExperimentConfig, made_by: dict[str, Any]) -> None:
     """Write the run's config.json, its seeds those of every process that worked on the run
-    (a cluster runs each seed apart), and provenance.json. The caller holds store.locked()."""
-    write_json(store.dir / "provenance.json", made_by)
+    (a cluster runs each seed apart), and provenance.json (keeping where rows were copied from:
+    adopt_finished). The caller holds store.locked()."""
+    made_by_path = store.dir / "provenance.json"
+    copied = set(made_by.get(COPIED, []))
+    if made_by_path.is_file():
+        copied |= set(json.loads(made_by_path.read_text()).get(COPIED, []))
+    write_json(made_by_path, {**made_by, COPIED: sorted(copied)} if copied else made_by)
     path = store.dir / "config.json"
     seeds = set(config.seeds)
     if path.is_file():
@@ -119,6 +134,55 @@ def find_tickets(config: ExperimentConfig, splitter: Splitter = default_splits) 
         splits_of = {seed: setting.splits(seed) for seed in config.seeds}
         run_imp(config, store, splits_of, setting.template, setting.device)
     return store.ticket_dir
+
+
+def finished_elsewhere(config: ExperimentConfig) -> pd.DataFrame:
+    """The rows of this search's seeds and kinds that the same search (same run id: the controls
+    are not part of it) finished under another name in config.exp_root (another question's
+    folder), for each seed whose ticket that folder trained at every round, with the tickets in
+    config.model_root: what `adopt_finished` copies instead of training."""
+    run_id = config.run_id()
+    store = RunStore(config.exp_root, config.name, run_id, config.model_root)
+    rounds = set(range(config.rounds + 1))
+    wanted = {(r, kind) for r in rounds for kind in kinds_at(r, config.controls)}
+    found = []
+    for path in sorted(Path(config.exp_root).glob(f"*/{run_id}/results.csv")):
+        if path.parent.resolve() == store.dir.resolve():
+            continue
+        frame = read_results(path)
+        for seed in config.seeds:
+            rows = frame[frame["seed"] == seed]
+            searched = set(rows[rows["kind"] == "ticket"]["round"].astype(int)) == rounds
+            if searched and all(store.ticket_path(seed, r).is_file() for r in rounds):
+                keep = [(int(r), str(k)) in wanted for r, k in zip(rows["round"], rows["kind"])]
+                found.append(rows[keep].assign(copied_from=str(path.parent)))
+    if not found:
+        return pd.DataFrame(columns=[*RESULT_COLUMNS, "copied_from"])
+    return pd.concat(found, ignore_index=True).drop_duplicates(["seed", "round", "kind"])
+
+
+def adopt_finished(config: ExperimentConfig) -> int:
+    """Copy into this search's results the rows `finished_elsewhere` finds and this run lacks (a
+    search that several questions run, such as params/full/'s MNIST / Adam / LeNet-300-100 one,
+    is trained once); its provenance names where they came from. Returns the rows copied."""
+    store = RunStore(config.exp_root, config.name, config.run_id(), config.model_root)
+    found = finished_elsewhere(config)
+    seeds = tuple(sorted(set(found["seed"].astype(int))))
+    with store.claim(seeds):
+        with store.locked():
+            done = store.done()
+            keys = zip(found["seed"].astype(int), found["round"].astype(int), found["kind"].astype(str))
+            found = found[[key not in done for key in keys]]
+            if found.empty:
+                return 0
+            sources = sorted(set(found["copied_from"]))
+            made_by = json.loads((Path(sources[0]) / "provenance.json").read_text())
+            made_by[COPIED] = sources
+            record_run(store, dataclasses.replace(config.resolved(), seeds=seeds), made_by)
+        store.append(*found.drop(columns=["checksum", "copied_from"]).to_dict("records"))
+    rows = len(found)
+    LOG.info("%s: %d finished rows copied from %s", store.dir, rows, ", ".join(sources))
+    return rows
 
 
 def ticket_source(tickets: str | Path) -> tuple[ExperimentConfig, int]:

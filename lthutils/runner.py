@@ -258,9 +258,10 @@ def preview(parameter_files: list[ParameterFile], scheduler: str = "local", work
     startup = calibration.timing("notebook start-up and first figure seconds", notebook_startup_seconds)
     total = cost.Cost()
     lines = []
+    searched: dict[tuple[str, str], set] = {}  # a search two files share is trained by the first
     for parameter_file in parameter_files:
         units, declared = planned(parameter_file)
-        asked = cost.plan_cost(units, scheduler, workers, calibration)
+        asked = cost.plan_cost(units, scheduler, workers, calibration, searched=searched)
         if asked.seconds is not None:
             asked.seconds += startup
         total.add(asked)

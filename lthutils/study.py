@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from lthutils import analysis
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import REPO_ROOT, training_examples
-from lthutils.experiments import evaluate_tickets, find_tickets, prepare
+from lthutils.experiments import adopt_finished, evaluate_tickets, find_tickets, prepare
 from lthutils.lottery import projected_remaining
 from lthutils.results import divergence_note, read_results, write_json
 from lthutils.rule import Analysis
@@ -78,7 +78,7 @@ class Unit:
         seeds = ",".join(map(str, self.config.seeds))
         if self.source is None:
             return f"{self.config.name}: search {self.config.run_id()} seeds {seeds}"
-        return f"{self.config.name}: tickets of {self.source.run_id()} trained as {self.config.run_id()} seeds {seeds}"
+        return f"{self.config.name}: tickets of {self.source.run_id()} trained as {self.results_path.parent.name} seeds {seeds}"
 
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -170,6 +170,11 @@ def needing_seeds(units: list[Unit], evidence: analysis.Evidence) -> list[Unit]:
 
 
 def _execute(units: list[Unit], scheduler: str | None) -> None:
+    """Run the units here or on `scheduler`, after copying in the rows of searches another
+    question's folder finished (experiments.adopt_finished)."""
+    for unit in units:
+        if unit.source is None:
+            adopt_finished(unit.config)
     if scheduler is None:
         for unit in sorted(units, key=lambda u: u.source is not None):
             unit.run()

@@ -1,10 +1,14 @@
+import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from lthutils import analysis, study
+from lthutils import analysis, cost, study
 from lthutils.config import ConfigError
+from lthutils.experiments import finished_elsewhere
+from lthutils.results import read_results
 from lthutils.rule import Analysis
 
 COMMON = dict(
@@ -381,3 +385,30 @@ def test_a_sequential_run_adds_seeds_only_where_undecided_and_resumes(tmp_path, 
     pd.testing.assert_frame_equal(again, frame)
     plan = json.loads(next((tmp_path / "e" / "q1" / "plans").glob("*.json")).read_text())
     assert plan["analysis"] == declared.to_dict() and plan["analysis"]["seeds"]["max"] == 4
+
+
+def test_a_search_two_questions_share_is_trained_once_its_rows_copied_and_priced_once(tiny):
+    """params/full/ runs the MNIST / Adam / LeNet-300-100 search in Q2, Q3 and Q4 (one run id:
+    controls are not part of it); the first file to run trains it, the others copy its rows and
+    train only the controls it lacks, and the preview prices it so."""
+    first = dataclasses.replace(tiny, name="q3", controls=("reinit",), seeds=(0, 1))
+    later = dataclasses.replace(tiny, name="q4", controls=("reinit", "random_mask"), seeds=(0, 1))
+    assert first.run_id() == later.run_id()
+    searched: dict = {}
+    priced = [cost.plan_cost([study.Unit(c)], "tcp://nowhere:1", searched=searched) for c in (first, later)]
+    assert [(p.trainings, p.shared, p.done) for p in priced] == [(10, 0, 0), (14, 10, 0)]  # 2 seeds x (1 + 2 x kinds)
+    assert priced[1].steps == 4 * priced[0].steps // 10  # only random_mask's 2 rounds x 2 seeds are trained
+
+    study.run([study.Unit(first)])
+    tickets = {path: path.read_bytes() for path in Path(tiny.model_root).rglob("*.pt")}
+    study.run([study.Unit(later)])
+    assert {path: path.read_bytes() for path in Path(tiny.model_root).rglob("*.pt")} == tickets  # not searched again
+    mine, theirs = (read_results(study.Unit(c).results_path) for c in (later, first))
+    copied = mine[mine["kind"] != "random_mask"].sort_values(["seed", "round", "kind"], ignore_index=True)
+    pd.testing.assert_frame_equal(copied, theirs.sort_values(["seed", "round", "kind"], ignore_index=True))
+    assert len(mine[mine["kind"] == "random_mask"]) == 4
+    made_by = json.loads((study.Unit(later).results_path.parent / "provenance.json").read_text())
+    assert made_by["rows_copied_from"] == [str(study.Unit(first).results_path.parent)]
+    assert cost.plan_cost([study.Unit(later)], "tcp://nowhere:1").done == 14
+    elsewhere = dataclasses.replace(later, name="q5", model_root=tiny.model_root + "-other")
+    assert finished_elsewhere(elsewhere).empty  # tickets not where this run would read them: trained afresh
