@@ -12,6 +12,7 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
+import yaml
 from ipykernel.ipkernel import IPythonKernel
 from PIL import Image
 from tiny_study import FIGURES, PARAMETERS, ROWS
@@ -172,3 +173,32 @@ def test_notebook_parameters_are_the_plans_parameters():
         units, declared = question.units(**{**defaults, "exp_root": "/nowhere", "model_root": "/nowhere"})
         assert units and all(unit.config.exp_root == "/nowhere" for unit in units)
         assert declared == Analysis.declare(defaults["primary"], defaults["delta"], defaults["seeds"])
+
+
+@pytest.mark.slow
+def test_a_finished_study_publishes_its_own_rows_verdicts_and_figures(study_run, tmp_path):
+    """scripts/publish_study.py: the finished files' report alone (what docs/full-study/ holds);
+    a file whose notebook has not run is named, not published."""
+    root, _, _ = study_run
+    params = tmp_path / "params"
+    params.mkdir()
+    for key in PARAMETERS:
+        (params / f"{key}.yaml").write_text((root / "params" / f"{key}.yaml").read_text())
+    unfinished = yaml.safe_load((root / "params" / "q1.yaml").read_text())
+    unfinished["parameters"]["seeds"] = [0, 1, 2]
+    (params / "q5.yaml").write_text(yaml.safe_dump(unfinished))
+    out = tmp_path / "published"
+    command = [sys.executable, "scripts/publish_study.py", str(params), str(out)]
+    subprocess.run(command, check=True, capture_output=True, cwd=NOTEBOOKS_DIR.parent)
+    rows = pd.read_csv(out / "all_results.csv")
+    assert sorted(rows.groupby("study").size().items()) == sorted(ROWS.items())
+    build_report(root / "exp_result")  # the whole folder holds these plans only: the same verdicts
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "verdicts.csv"), pd.read_csv(root / "exp_result" / "report" / "verdicts.csv")
+    )
+    assert sorted(path.name.split("_", 1)[1] for path in (out / "figures").glob("*.png")) == sorted(
+        f"{name}.png" for names in FIGURES.values() for name in names
+    )
+    run = (out / "run.md").read_text()
+    assert re.search(r"q2\.yaml: 40 trainings in 4 runs; the last notebook run .* took \d+\.\d\d h", run)
+    assert f"{params / 'q5.yaml'}: not finished" in run and not list(out.glob("*.pt"))
