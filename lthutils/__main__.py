@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from lthutils.config import ConfigError, ExperimentConfig, read_yaml
+from lthutils.config import PRECISIONS, ConfigError, ExperimentConfig, read_yaml
 from lthutils.data import load_dataset
 from lthutils.experiments import evaluate_tickets, find_tickets
 
@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
             "--workers", type=int, help="worker processes of --scheduler local (default: cores)"
         )
         notebook_command.add_argument(
+            "--precision",
+            help="every file's precision: fp32, or bf16 (matrix products in bfloat16; docs/RESULTS.md says where "
+            "bf16 was measured to leave the conclusions unchanged)",
+        )
+        notebook_command.add_argument(
             "--seeds-until-decided",
             metavar="START,STEP,MAX[,SPENDING]",
             help="every file's seeds in batches until decided: START seeds, then STEP more for each setting still "
@@ -184,15 +189,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    """Notebook parameters the command line sets for every file: --seeds-until-decided's seeds."""
+    """Notebook parameters the command line sets for every file: --precision, and
+    --seeds-until-decided's seeds."""
+    overrides = {}
+    if args.precision is not None:
+        if args.precision not in PRECISIONS:
+            raise ConfigError("--precision", args.precision, " or ".join(PRECISIONS))
+        overrides["precision"] = args.precision
     if args.seeds_until_decided is None:
-        return {}
+        return overrides
     parts = args.seeds_until_decided.split(",")
     allowed = "START,STEP,MAX or START,STEP,MAX,SPENDING, such as 5,5,30 or 5,5,30,pocock"
     if len(parts) not in (3, 4) or not all(part.strip().isdigit() for part in parts[:3]):
         raise ConfigError("--seeds-until-decided", args.seeds_until_decided, allowed)
     seeds = dict(zip(("start", "step", "max"), (int(part) for part in parts[:3])))
-    return {"seeds": seeds | ({"spending": parts[3].strip()} if len(parts) == 4 else {})}
+    return overrides | {"seeds": seeds | ({"spending": parts[3].strip()} if len(parts) == 4 else {})}
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:

@@ -78,7 +78,8 @@ class Unit:
         seeds = ",".join(map(str, self.config.seeds))
         if self.source is None:
             return f"{self.config.name}: search {self.config.run_id()} seeds {seeds}"
-        return f"{self.config.name}: tickets of {self.source.run_id()} trained as {self.results_path.parent.name} seeds {seeds}"
+        run = self.results_path.parent.name
+        return f"{self.config.name}: tickets of {self.source.run_id()} trained as {run} seeds {seeds}"
 
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"

@@ -1,3 +1,4 @@
+import argparse
 import runpy
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import torchvision
 import yaml
 
 from lthutils import data, runner, stats, study
-from lthutils.__main__ import main
+from lthutils.__main__ import _overrides, main
 from lthutils.config import ConfigError
 from lthutils.data import clear_dataset_cache
 
@@ -201,3 +202,13 @@ def test_seeds_until_decided_on_the_command_line(tmp_path, capsys):
         assert main(["plan", str(path), "--seeds-until-decided", bad]) == 2
         error = capsys.readouterr().err
         assert error.startswith("error: ") and "seeds" in error and error.count("\n") == 1
+
+
+def test_precision_on_the_command_line_sets_every_files_units(tmp_path, capsys):
+    path = write(tmp_path, q1(), "q1.yaml")
+    overrides = _overrides(argparse.Namespace(precision="bf16", seeds_until_decided="2,1,4"))
+    (checked,) = runner.load_all([path], overrides)
+    assert {unit.config.precision for unit in runner.plan(checked)} == {"bf16"}
+    assert {unit.config.seeds for unit in runner.plan(checked)} == {(0, 1)}  # both flags apply
+    assert main(["plan", str(path), "--precision", "fp16"]) == 2
+    assert capsys.readouterr().err == "error: --precision='fp16' is not allowed: expected fp32 or bf16\n"
