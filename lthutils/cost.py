@@ -245,7 +245,7 @@ def plan_cost(
     groups = by_unit(seed_groups(units, workers, seeds_per_task)) if on_cluster else {}
     for unit in sorted(units, key=lambda u: u.source is not None):
         setting = settings[unit.config]
-        rows = _rows(unit)
+        rows = len(_row_keys(unit))
         earlier = set(searched.get(_search_key(unit), ())) if unit.source is None else set()
         if unit.source is None:
             searched.setdefault(_search_key(unit), set()).update(_row_keys(unit))
@@ -282,12 +282,8 @@ def plan_cost(
     return cost
 
 
-def _rows(unit: Unit) -> int:
-    """The trainings (result rows) a unit asks for."""
-    return len(unit.config.seeds) * sum(len(kinds_at(r, unit.config.controls)) for r in range(unit.config.rounds + 1))
-
-
 def _row_keys(unit: Unit) -> set[tuple[int, int, str]]:
+    """(seed, round, kind) of each training (result row) the unit asks for."""
     config = unit.config
     return {(s, r, k) for s in config.seeds for r in range(config.rounds + 1) for k in kinds_at(r, config.controls)}
 
