@@ -1,0 +1,48 @@
+"""Two studies' verdicts per (question, comparison, setting), side by side: such as the quick
+study's and the full study's, whose settings share their names (Q3's "adam -> sgd" on
+Fashion-MNIST with 800 steps per round in one, on MNIST with 10,000 in the other).
+
+    python scripts/studies_side_by_side.py docs/results/quick/verdicts.csv docs/results/full/verdicts.csv
+
+Prints a markdown table per question the second file holds: each setting's verdict, mean
+difference and 95% interval (points) in each study, and the seeds it had.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+KEYS = ["question", "comparison", "setting"]
+
+
+def summary(verdicts: pd.DataFrame) -> pd.Series:
+    """'verdict: +0.30 [-0.25, +0.86], 5 seeds' per setting."""
+    text = [
+        f"{row['verdict']}: {row['mean difference (points)']:+.2f} [{row['95% low']:+.2f}, "
+        f"{row['95% high']:+.2f}], {row['seeds']} seeds"
+        for _, row in verdicts.iterrows()
+    ]
+    return pd.Series(text, index=pd.MultiIndex.from_frame(verdicts[KEYS]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("first", type=Path, help="a report's verdicts.csv, such as the quick study's")
+    parser.add_argument("second", type=Path, help="another's, such as the full study's")
+    args = parser.parse_args()
+    first, second = (pd.read_csv(path) for path in (args.first, args.second))
+    names = [path.parent.name for path in (args.first, args.second)]
+    table = pd.concat([summary(first).rename(names[0]), summary(second).rename(names[1])], axis=1, join="outer")
+    for question in second["question"].unique():
+        rows = table.loc[question].fillna("not in this study")
+        print(f"\n**{question.upper()}**\n")
+        print(f"| comparison | setting | {names[0]} | {names[1]} |\n|---|---|---|---|")
+        for (comparison, setting), row in rows.iterrows():
+            print(f"| {comparison} | {setting} | {row[names[0]]} | {row[names[1]]} |")
+
+
+if __name__ == "__main__":
+    main()
