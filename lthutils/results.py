@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -253,7 +254,11 @@ class RunStore:
         return self.ticket_dir / f"seed{seed}" / f"round{round_index}.pt"
 
 
+@functools.cache
 def git_commit() -> str:
+    """The commit checked out when this process first asked, which lthutils.results' import
+    does: the code a long-lived process (a Dask worker, a notebook's kernel) runs, even if the
+    checkout moves on while it works."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
@@ -261,6 +266,9 @@ def git_commit() -> str:
     except OSError:
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+git_commit()  # at import (see its docstring)
 
 
 def provenance(dataset_source: str, device: str) -> dict[str, Any]:
