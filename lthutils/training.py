@@ -17,7 +17,9 @@ Evaluation: the validation split before training and every `eval_every` steps (t
 curve; the least loss after training started picks the early-stopping step, whose weights are kept
 in memory), the test set twice at the end: on those kept weights (accuracy at early stop) and on
 the final ones. The learning rate is constant, warmed up linearly, or follows torch's OneCycleLR
-(`lr_schedule`); the loss a step descends is its batch's mean or sum (`loss_reduction`). With
+(`lr_schedule`); the loss a step descends is its batch's mean or sum (`loss_reduction`); a batch's
+images are cropped and flipped at random where `augment='crop_flip'` (CIFAR's default), each
+model with its own data order's generator, so augmentation keeps results independent of K. With
 `precision='bf16'` the matrix products of training and evaluation run in bfloat16; weights,
 optimizer state, masks and the loss stay float32.
 """
@@ -37,7 +39,7 @@ from tqdm import tqdm
 
 from lthutils import monitor
 from lthutils.config import ConfigError, ExperimentConfig
-from lthutils.data import Splits
+from lthutils.data import Splits, augment_batch
 from lthutils.pruning import Mask
 
 # Rows per model per evaluation product, fixed so that a loss sum's order never varies. 512 is as fast
@@ -380,6 +382,9 @@ def train_stack(
     with progress(total=iterations - first_step, desc=label, disable=config.quiet) as bar:
         while step < iterations:
             orders = [torch.randperm(num_train, generator=g).to(device) for g in generators]
+            if config.augment == "crop_flip":  # each example's crop and flip this epoch, after its order
+                shifts = [torch.randint(0, 9, (num_train, 2), generator=g).to(device) for g in generators]
+                flips = [(torch.rand(num_train, generator=g) < 0.5).to(device) for g in generators]
             for start in range(0, num_train, config.batch_size):
                 if step < first_step:  # a step before the rewind point: its batch is skipped, not trained
                     if schedule is not None:
@@ -392,6 +397,9 @@ def train_stack(
                 for k, (split, order) in enumerate(zip(splits, orders)):
                     torch.index_select(split.train_images, 0, order[start : start + size], out=batch_images[k, :size])
                     torch.index_select(split.train_labels, 0, order[start : start + size], out=batch_labels[k, :size])
+                    if config.augment == "crop_flip":
+                        rows = slice(start, start + size)
+                        batch_images[k, :size] = augment_batch(batch_images[k, :size], shifts[k][rows], flips[k][rows])
                 logits = stack.forward(batch_images[:, :size])
                 loss = F.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), batch_labels[:, :size].reshape(-1), reduction="sum"

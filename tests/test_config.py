@@ -32,7 +32,7 @@ def test_run_id_is_stable_and_ignores_non_identity_fields():
 @pytest.mark.parametrize(
     "field, value, allowed",
     [
-        ("dataset", "cifar10", "one of mnist, fashionmnist, digits5k"),
+        ("dataset", "imagenet", "one of mnist, fashionmnist, digits5k, cifar10, cifar100, svhn, cifar10a"),
         ("model", "resnet", "one of fc, lenet300"),
         ("optimizer", "rmsprop", "one of sgd, adam"),
         ("reset", "late", "one of init, rewind, reinit"),

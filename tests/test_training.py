@@ -129,15 +129,27 @@ def test_rewind_state_is_the_weights_after_k_steps(fashion_splits):
 
 
 @pytest.mark.parametrize(
-    "optimizer_name, model, precision",
-    [("adam", "lenet300", "fp32"), ("sgd", "fc", "fp32"), ("adam", "fc", "bf16"), ("sgd", "lenet300", "bf16")],
+    "optimizer_name, model, precision, augment",
+    [
+        ("adam", "lenet300", "fp32", "none"),
+        ("sgd", "fc", "fp32", "crop_flip"),
+        ("adam", "fc", "bf16", "none"),
+        ("sgd", "lenet300", "bf16", "none"),
+    ],
 )
-def test_a_model_trains_the_same_alone_or_in_any_stack(fashion, optimizer_name, model, precision):
+def test_a_model_trains_the_same_alone_or_in_any_stack(fashion, optimizer_name, model, precision, augment):
     """Bitwise: model 0 trained alone equals model 0 trained beside 1 or 4 others (other masks,
     weights and data), so grouping, scheduling and resuming cannot change a run's numbers."""
     lr = 0.05 if optimizer_name == "sgd" else 1.2e-3
     config = ExperimentConfig(
-        model=model, n_layers=1, n_neurons=10, optimizer=optimizer_name, lr=lr, iterations=40, eval_every=10
+        model=model,
+        n_layers=1,
+        n_neurons=10,
+        optimizer=optimizer_name,
+        lr=lr,
+        iterations=40,
+        eval_every=10,
+        augment=augment,
     )
     config = dataclasses.replace(config, precision=precision, quiet=True).resolved()
     template = build_model(config, (1, 28, 28), 10, seed=0)
@@ -252,13 +264,20 @@ def test_converged_flags_an_early_stop_and_a_run_still_improving(fashion_splits)
     assert not train(model, Mask.ones(model), fashion_splits, once, data_seed=0).converged
 
 
-@pytest.mark.parametrize("warmup", [0, 12])
-def test_training_from_the_rewind_step_replays_the_rest_of_the_run(fashion_splits, warmup):
+@pytest.mark.parametrize("warmup, augment", [(0, "none"), (12, "none"), (0, "crop_flip")])
+def test_training_from_the_rewind_step_replays_the_rest_of_the_run(fashion_splits, warmup, augment):
     """With a stateless optimizer (SGD without momentum), training the rewind state for steps
     k+1..T (first_step=k) lands bitwise where the uninterrupted T-step run lands, the learning
-    rate schedule included."""
+    rate schedule and the batches' crops and flips included."""
     config = ExperimentConfig(
-        optimizer="sgd", momentum=0.0, lr=0.05, iterations=25, eval_every=5, warmup_iterations=warmup, quiet=True
+        optimizer="sgd",
+        momentum=0.0,
+        lr=0.05,
+        iterations=25,
+        eval_every=5,
+        warmup_iterations=warmup,
+        augment=augment,
+        quiet=True,
     )
     config = config.resolved()
     whole = build_model(config, (1, 28, 28), 10, seed=0)
@@ -270,6 +289,22 @@ def test_training_from_the_rewind_step_replays_the_rest_of_the_run(fashion_split
     assert [step for step, _ in resumed.history] == [10, 15, 20, 25]
     for name, weight in whole.state_dict().items():
         assert torch.equal(weight, rest.state_dict()[name]), name
+
+
+def test_crop_flip_changes_the_batches_and_still_learns(fashion_splits):
+    config = ExperimentConfig(iterations=60, eval_every=0, quiet=True)
+    accuracies = {}
+    for augment in ("none", "crop_flip"):
+        resolved = dataclasses.replace(config, augment=augment).resolved()
+        model = build_model(resolved, (1, 28, 28), 10, seed=0)
+        accuracies[augment] = train(model, Mask.ones(model), fashion_splits, resolved, data_seed=0).test_acc
+    assert accuracies["crop_flip"] != accuracies["none"]
+    assert accuracies["crop_flip"] > 0.5  # 10 classes: chance is 0.1
+    assert ExperimentConfig(dataset="cifar10").resolved().augment == "crop_flip"
+    assert ExperimentConfig(dataset="svhn").resolved().augment == "none"
+    assert "augment" not in ExperimentConfig(dataset="mnist").identity()  # earlier run ids unchanged
+    with pytest.raises(ConfigError, match="augment='flip' is not allowed: expected one of none, crop_flip"):
+        ExperimentConfig(augment="flip")
 
 
 def test_learning_rate_schedules():
