@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,22 @@ DATASETS = (
 )
 CIFAR_DATASETS = ("cifar10", "cifar100", "cifar10a", "cifar10b")  # trained with crop_flip by default
 AUGMENTS = ("none", "crop_flip")
-MODELS = ("fc", "lenet300", "lenet5", "lenet5_tanh", "conv2", "conv4", "conv6")
+MODELS = (
+    "fc",
+    "lenet300",
+    "lenet5",
+    "lenet5_tanh",
+    "conv2",
+    "conv4",
+    "conv6",
+    "cifar_resnet_<depth>[_<width>]",
+    "cifar_vgg_11",
+    "cifar_vgg_13",
+    "cifar_vgg_16",
+    "cifar_vgg_19",
+    "resnet50",
+)
+CIFAR_RESNET = re.compile(r"cifar_resnet_([1-9][0-9]*)(?:_([1-9][0-9]*))?")  # OpenLTH's names: depth 6n+2, width
 OPTIMIZERS = ("sgd", "adam")
 RESETS = ("init", "rewind", "reinit")
 LR_SCHEDULES = ("constant", "one_cycle")
@@ -94,8 +110,12 @@ class ModelDefaults:
     batch_size: int
     prune_rate: float  # fully connected layers, fraction of surviving weights per round
     prune_rate_conv: float
+    prune_scope: str = "layerwise"
+    prune_output: bool = True
 
 
+# The CIFAR models as OpenLTH trains and prunes them: global pruning of 20% per round over every
+# conv (shortcuts included) and linear weight, VGG's output layer left dense.
 MODEL_DEFAULTS = {
     "fc": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
     "lenet300": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
@@ -104,7 +124,18 @@ MODEL_DEFAULTS = {
     "conv2": ModelDefaults("adam", 2e-4, 60, 0.2, 0.1),
     "conv4": ModelDefaults("adam", 3e-4, 60, 0.2, 0.1),
     "conv6": ModelDefaults("adam", 3e-4, 60, 0.2, 0.15),
+    "cifar_resnet": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
+    "cifar_vgg": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global", prune_output=False),
+    "resnet50": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
 }
+
+
+def model_family(model: str) -> str:
+    """The MODEL_DEFAULTS key of a model name: cifar_resnet_20_16 -> cifar_resnet, cifar_vgg_16 -> cifar_vgg."""
+    if CIFAR_RESNET.fullmatch(model):
+        return "cifar_resnet"
+    return "cifar_vgg" if model.startswith("cifar_vgg_") else model
+
 
 # Fields that do not change any number a run produces: they are left out of the run's
 # identity, so adding seeds, rounds or controls to a finished run resumes it.
@@ -128,6 +159,7 @@ LATER_FIELD_DEFAULTS = {
     "bias_init": "zeros",
     "loss_reduction": "mean",
     "augment": "none",
+    "prune_output": True,
 }
 
 
@@ -170,7 +202,16 @@ class ExperimentConfig:
     prune_rate: float | None = _help("fraction of surviving fully connected weights pruned per round", None)
     prune_rate_conv: float | None = _help("the same for conv layers; None takes the model's default", None)
     prune_rate_output: float | None = _help("the same for the output layer; None is half of prune_rate", None)
-    prune_scope: str = _help("layerwise (each layer its own rate) or global (one threshold)", "layerwise")
+    prune_scope: str | None = _help(
+        "layerwise (each layer its own rate) or global (one threshold); None: global for the CIFAR ResNets, VGGs and "
+        "resnet50 (OpenLTH), layerwise for the others (Frankle & Carbin)",
+        None,
+    )
+    prune_output: bool | None = _help(
+        "prune the output layer; None: the model's convention (OpenLTH leaves the CIFAR VGGs' dense, prunes the "
+        "others'). Shortcut convolutions are pruned like any conv; batch-norm parameters never are",
+        None,
+    )
     prune_biases: bool = _help("prune biases with their layer's rate too", False)
     reset: str = _help(
         "init (back to theta_0), rewind (to the weights at rewind_iteration), or reinit (fresh random weights "
@@ -218,11 +259,14 @@ class ExperimentConfig:
 
     def resolved(self) -> ExperimentConfig:
         """A copy with every None hyperparameter replaced by the model's default."""
-        defaults = MODEL_DEFAULTS[self.model]
+        defaults = MODEL_DEFAULTS[model_family(self.model)]
         prune_rate = self.prune_rate if self.prune_rate is not None else defaults.prune_rate
-        layerwise = self.prune_scope == "layerwise"  # global pruning has one rate for all layers
+        prune_scope = self.prune_scope or defaults.prune_scope
+        layerwise = prune_scope == "layerwise"  # global pruning has one rate for all layers
         return dataclasses.replace(
             self,
+            prune_scope=prune_scope,
+            prune_output=defaults.prune_output if self.prune_output is None else self.prune_output,
             optimizer=self.optimizer or defaults.optimizer,
             lr=self.lr if self.lr is not None else defaults.lr,
             batch_size=self.batch_size or defaults.batch_size,
@@ -296,6 +340,15 @@ def _check_rate(name: str, value: Any, optional: bool = True) -> None:
         raise ConfigError(name, value, "a fraction strictly between 0 and 1")
 
 
+def _check_model(model: Any) -> None:
+    _check_type("model", model, str)
+    resnet = CIFAR_RESNET.fullmatch(model)
+    if resnet and (int(resnet[1]) - 2) % 6:
+        raise ConfigError("model", model, "a CIFAR ResNet depth of 6n+2 (20, 32, 44, 56, 110, ...)")
+    if not resnet and model not in MODELS:
+        raise ConfigError("model", model, "one of " + ", ".join(MODELS))
+
+
 def validate(config: ExperimentConfig) -> None:
     """Raise ConfigError for the first field that is out of its allowed range."""
     for name in ("name", "exp_root", "model_root"):
@@ -308,10 +361,10 @@ def validate(config: ExperimentConfig) -> None:
     if "/" in config.name or config.name.startswith(".") or len(config.name) > 100:
         raise ConfigError("name", config.name, "a folder name of at most 100 characters without '/' or a leading '.'")
     _check_choice("dataset", config.dataset, DATASETS)
-    _check_choice("model", config.model, MODELS)
+    _check_model(config.model)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS, optional=True)
     _check_choice("augment", config.augment, AUGMENTS, optional=True)
-    _check_choice("prune_scope", config.prune_scope, PRUNE_SCOPES)
+    _check_choice("prune_scope", config.prune_scope, PRUNE_SCOPES, optional=True)
     _check_choice("reset", config.reset, RESETS)
     _check_choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
     _check_choice("bias_init", config.bias_init, BIAS_INITS)
@@ -334,11 +387,12 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError("momentum", config.momentum, "a number in [0, 1)")
     for name in ("prune_biases", "quiet"):
         _check_type(name, getattr(config, name), bool)
+    _check_type("prune_output", config.prune_output, bool, optional=True)
     for name in ("eval_every", "rewind_iteration", "warmup_iterations"):
         _check_type(name, getattr(config, name), int)
         if getattr(config, name) < 0:
             raise ConfigError(name, getattr(config, name), "a non-negative integer")
-    if config.prune_scope == "global":
+    if (config.prune_scope or MODEL_DEFAULTS[model_family(config.model)].prune_scope) == "global":
         for name in ("prune_rate_conv", "prune_rate_output"):
             if getattr(config, name) is not None:
                 raise ConfigError(name, getattr(config, name), "null with prune_scope='global' (one rate: prune_rate)")

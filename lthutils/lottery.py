@@ -126,7 +126,7 @@ def projected_remaining(template: nn.Module, config: ExperimentConfig) -> list[f
     """The fraction of weights remaining at each round 0..rounds of IMP with this (resolved)
     config: prune_layerwise and prune_global remove round(rate * alive) weights, so the counts
     follow from the layers' sizes alone, before anything is trained."""
-    mask = Mask.ones(template, config.prune_biases)
+    mask = Mask.ones(template, config.prune_biases, config.prune_output)
     alive = mask.alive()
     total = sum(alive.values())
     rates = layer_rates(template, mask, config.prune_rate, config.prune_rate_conv, config.prune_rate_output)
@@ -257,7 +257,7 @@ def run_imp(
                 path.unlink()
         if not store.ticket_path(seed, 0).exists():  # theta_0 needs no training: drawn (again) here
             theta_0 = fresh_weights(template, derive_seed(seed, "init"))
-            Ticket(Mask.ones(template, config.prune_biases), theta_0, seed, 0).save(
+            Ticket(Mask.ones(template, config.prune_biases, config.prune_output), theta_0, seed, 0).save(
                 store.ticket_path(seed, 0), store.run_id
             )
     done = store.done()

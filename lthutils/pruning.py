@@ -34,9 +34,10 @@ class Mask(dict):
         super().__setitem__(name, values)
 
     @classmethod
-    def ones(cls, model: nn.Module, prune_biases: bool = False) -> Mask:
+    def ones(cls, model: nn.Module, prune_biases: bool = False, prune_output: bool = True) -> Mask:
         """A dense mask over the model's prunable parameters."""
-        return cls({name: torch.ones_like(p) for name, p in prunable_parameters(model, prune_biases).items()})
+        prunable = prunable_parameters(model, prune_biases, prune_output)
+        return cls({name: torch.ones_like(p) for name, p in prunable.items()})
 
     def to(self, device: torch.device) -> Mask:
         return Mask({name: m.to(device) for name, m in self.items()})
@@ -59,14 +60,20 @@ class Mask(dict):
                 )
 
 
-def prunable_parameters(model: nn.Module, prune_biases: bool = False) -> dict[str, torch.Tensor]:
-    """Weights (and biases if asked) of the model's linear and conv layers, by name."""
-    layers = layer_kinds(model)
-    return {
-        name: p
-        for name, p in model.named_parameters()
-        if name.rsplit(".", 1)[0] in layers and (name.endswith("weight") or prune_biases)
-    }
+def prunable_parameters(
+    model: nn.Module, prune_biases: bool = False, prune_output: bool = True
+) -> dict[str, torch.Tensor]:
+    """Weights (and biases if asked) of the model's linear and conv layers (the output layer's
+    only if asked), by name; never batch norm's."""
+    kinds = layer_kinds(model)
+    prunable = {}
+    for name, p in model.named_parameters():
+        kind = kinds.get(name.rsplit(".", 1)[0])
+        if kind is None or (kind == "output" and not prune_output):
+            continue  # batch norm, or an output layer left dense
+        if name.endswith("weight") or prune_biases:
+            prunable[name] = p
+    return prunable
 
 
 def layer_rates(model: nn.Module, mask: Mask, fc: float, conv: float, output: float) -> dict[str, float]:

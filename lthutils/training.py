@@ -133,16 +133,18 @@ class ModelStack:
 
 
 class SingleModule(ModelStack):
-    """Any model, alone: a stack of one whose leaves are the model's own parameters."""
+    """Any model, alone: a stack of one whose leaves are the model's own parameters. Its views
+    also hold the model's buffers (batch norm's running statistics), so a snapshot, a rewind
+    state and an evaluation with `weights` carry them."""
 
     def __init__(self, model: nn.Module, mask: Mask, precision: str):
         params = dict(model.named_parameters())
         self.models, self.precision = [model], precision
-        self.names = list(params)
+        self.names = list(params) + [name for name, _ in model.named_buffers()]
         self.leaves = list(params.values())
         self.masked_leaves = [params[name] for name in mask]
         self.leaf_masks = [m.to(params[name].device) for name, m in mask.items()]
-        self.views = [p.detach().unsqueeze(0) for p in params.values()]
+        self.views = [t.detach().unsqueeze(0) for t in [*params.values(), *model.buffers()]]
 
     def forward(self, images: torch.Tensor, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
         model = self.models[0]
@@ -309,6 +311,9 @@ def evaluate(
     """Per model: mean cross-entropy loss and accuracy (fraction) over its split (images[k],
     labels[k]), with the stack's current weights or `weights`."""
     count = len(labels[0])
+    training = [model.training for model in stack.models]
+    for model in stack.models:
+        model.eval()  # batch norm: the running statistics, not the batch's (and none updated)
     loss_sum = torch.zeros(stack.count, device=images[0].device, dtype=torch.float64)
     correct = torch.zeros(stack.count, device=images[0].device, dtype=torch.long)
     for start in range(0, count, EVAL_BATCH_SIZE):
@@ -316,6 +321,8 @@ def evaluate(
         target = _rows(labels, start, start + EVAL_BATCH_SIZE)
         loss_sum += F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1)
         correct += (logits.argmax(2) == target).sum(1)
+    for model, mode in zip(stack.models, training):
+        model.train(mode)
     return (loss_sum / count).tolist(), (correct / count).tolist()
 
 

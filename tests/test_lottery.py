@@ -8,7 +8,7 @@ import torch
 from lthutils.config import ExperimentConfig
 from lthutils.experiments import find_tickets, prepare
 from lthutils.lottery import Ticket, data_seed, derive_seed, fresh_weights, next_mask, projected_remaining
-from lthutils.models import build_model
+from lthutils.models import build_model, layer_kinds
 from lthutils.pruning import Mask
 from lthutils.results import read_results
 
@@ -193,3 +193,40 @@ def test_retrain_is_the_ticket_itself_on_another_data_order(tiny, tmp_path):
     assert start[0] == start[1]  # the same weights before the first step
     ticket_row = Ticket(Mask.ones(build_model(tiny, (1, 28, 28), 10, 0)), {}, seed=0, round=1)
     assert data_seed(ticket_row, "retrain") != data_seed(ticket_row, "ticket") == data_seed(ticket_row, "reinit")
+
+
+@pytest.mark.parametrize("model", ["cifar_resnet_8_4", "cifar_vgg_11"])
+def test_imp_on_batch_norm_models_prunes_globally_and_leaves_batch_norm_dense(tiny, model):
+    """The CIFAR families through IMP with rewinding on real images: the levels global pruning
+    promises, batch norm never masked, VGG's output layer dense, every mask held, above chance."""
+    config = replace(  # digits5k: real digits, and a test set of 1,000 that a VGG evaluates quickly
+        tiny,
+        dataset="digits5k",
+        model=model,
+        reset="rewind",
+        rewind_iteration=2,
+        iterations=40,
+        batch_size=60,
+        lr=0.05,
+        num_train=600,
+    )
+    if model == "cifar_vgg_11":
+        config = replace(config, iterations=8, rounds=1, controls=("reinit",))
+    tickets = find_tickets(config)
+    frame = results_of(config)
+    setup = prepare(config)
+    remaining = frame.groupby("round")["weights_remaining"].first().tolist()
+    assert remaining == pytest.approx(projected_remaining(setup.template, setup.config))
+    assert remaining[1] == pytest.approx(0.8, abs=1e-4)  # one threshold over all the masked weights
+    ticket = Ticket.load(tickets / "seed0" / f"round{config.rounds}.pt")
+    assert not any("bn" in name or name.endswith(".running_mean") for name in ticket.mask)
+    output = next(name for name, kind in layer_kinds(setup.template).items() if kind == "output")
+    assert (f"{output}.weight" in ticket.mask) == (model != "cifar_vgg_11")  # OpenLTH leaves VGG's dense
+    trained = ticket.model(setup.template)
+    assert all(
+        int((param[ticket.mask[name] == 0] != 0).sum()) == 0
+        for name, param in trained.named_parameters()
+        if name in ticket.mask
+    )
+    if model == "cifar_resnet_8_4":
+        assert (frame["test_acc"] > 0.2).all()  # 600 real digits, 40 steps: chance is 0.1 (1,000 test digits)

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from lthutils.config import ExperimentConfig
+from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.models import build_model, initialize, layer_kinds
+from lthutils.pruning import Mask
 
 
 def count(model):
@@ -58,3 +59,55 @@ def test_normal_biases_for_the_original_study():
     copy = build_model(config, (1, 28, 28), 10, seed=0)
     initialize(copy, 5)  # a re-initialization keeps the model's bias init
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), copy.parameters()))
+
+
+@pytest.mark.parametrize(  # OpenLTH's counts (models/test/test_cifar_*.py) and torchvision's ResNet-50 at 10 classes
+    "model, params",
+    [
+        ("cifar_resnet_20", 272_474),
+        ("cifar_resnet_110", 1_730_714),
+        ("cifar_resnet_14_128", 11_093_130),
+        ("cifar_vgg_11", 9_231_114),
+        ("cifar_vgg_13", 9_416_010),
+        ("cifar_vgg_16", 14_728_266),
+        ("cifar_vgg_19", 20_040_522),
+        ("resnet50", 23_528_522),
+    ],
+)
+def test_cifar_models_have_their_published_parameter_counts(model, params):
+    network = build_model(ExperimentConfig(model=model, dataset="cifar10"), (3, 32, 32), 10, seed=0)
+    assert count(network) == params
+    assert network.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_cifar_conventions_global_pruning_batch_norm_never_pruned_vgg_output_dense():
+    resnet = build_model(ExperimentConfig(model="cifar_resnet_20"), (3, 32, 32), 10, seed=0)
+    mask = Mask.ones(resnet, prune_output=ExperimentConfig(model="cifar_resnet_20").resolved().prune_output)
+    convs = [n for n, m in resnet.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 21  # 19 3x3 convs and the two 1x1 shortcuts, all pruned as OpenLTH does
+    assert list(mask) == [f"{name}.weight" for name in convs] + ["fc.weight"]
+    assert not any("bn" in name or "shortcut.1" in name for name in mask)  # batch norm: never
+    vgg = ExperimentConfig(model="cifar_vgg_16").resolved()
+    assert (vgg.prune_scope, vgg.prune_output, vgg.optimizer, vgg.batch_size) == ("global", False, "sgd", 128)
+    network = build_model(vgg, (3, 32, 32), 10, seed=0)
+    assert "47.weight" not in Mask.ones(network, prune_output=vgg.prune_output)  # the output layer stays dense
+    assert len(Mask.ones(network, prune_output=vgg.prune_output)) == 13
+    lenet = ExperimentConfig(model="lenet300").resolved()
+    assert (lenet.prune_scope, lenet.prune_output) == ("layerwise", True)
+    assert "prune_output" not in lenet.identity()  # earlier run ids unchanged
+    for model, allowed in (("cifar_resnet_21", "6n\\+2"), ("cifar_vgg_12", "one of fc"), ("resnet", "one of fc")):
+        with pytest.raises(ConfigError, match=f"model='{model}' is not allowed: expected.*{allowed}"):
+            ExperimentConfig(model=model)
+
+
+def test_batch_norm_models_get_openlth_initialization_from_the_seed():
+    config = ExperimentConfig(model="cifar_resnet_20")
+    first, again = (build_model(config, (3, 32, 32), 10, seed=3) for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    conv = first.blocks[4].conv1.weight  # 32 -> 32 channels, 3x3: Kaiming normal, fan in 288
+    assert conv.std().item() == pytest.approx((2 / 288) ** 0.5, rel=0.05)
+    scales = torch.cat([m.weight for m in first.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert scales.min() >= 0 and scales.max() < 1 and scales.mean().item() == pytest.approx(0.5, abs=0.05)
+    assert all(not m.bias.any() for m in first.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    other = build_model(config, (3, 32, 32), 10, seed=4)
+    assert not torch.equal(first.conv.weight, other.conv.weight)
