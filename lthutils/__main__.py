@@ -30,8 +30,11 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", help="sgd or adam (default: the model's)")
     parser.add_argument("--lr", type=float, help="learning rate (default: the model's)")
     parser.add_argument("--momentum", type=float, help="SGD momentum")
-    parser.add_argument("--lr-schedule", help="constant or one_cycle (torch's OneCycleLR, peak --lr)")
+    parser.add_argument("--lr-schedule", help="constant, one_cycle (torch's OneCycleLR, peak --lr), step or cosine")
+    parser.add_argument("--lr-milestones", help="comma-separated fractions of a run where --lr-schedule step decays")
+    parser.add_argument("--lr-gamma", type=float, help="the step schedule's factor at each milestone")
     parser.add_argument("--warmup-iterations", type=int, help="steps of linear learning-rate warmup")
+    parser.add_argument("--weight-decay", type=float, help="L2 penalty of SGD and Adam (default 0)")
     parser.add_argument("--loss-reduction", help="mean (default) or sum of the batch's losses")
     parser.add_argument("--bias-init", help="zeros (default) or normal: N(0, 1)")
     parser.add_argument("--batch-size", type=int, help="examples per step (default: the model's)")
@@ -42,7 +45,10 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, help="fraction of fully connected weights pruned per round")
     parser.add_argument("--rate-conv", type=float, help="the same for conv layers")
     parser.add_argument("--rate-output", type=float, help="the same for the output layer (default: rate / 2)")
-    parser.add_argument("--prune-scope", help="layerwise or global")
+    parser.add_argument("--prune-scope", help="layerwise or global (default: the model's)")
+    parser.add_argument(
+        "--prune-output", action=argparse.BooleanOptionalAction, help="prune the output layer (default: the model's)"
+    )
     parser.add_argument("--reset", help="init, rewind or reinit (fresh weights each round)")
     parser.add_argument("--rewind-iteration", type=int, help="step to rewind to with --reset rewind")
     parser.add_argument(
@@ -73,6 +79,11 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             value = list(range(value))
         if flag == "controls":
             value = [c for c in value.split(",") if c]
+        if flag == "lr_milestones":
+            try:
+                value = [float(m) for m in value.split(",") if m]
+            except ValueError as error:
+                raise ConfigError("lr_milestones", value, "comma-separated fractions such as 0.5,0.75") from error
         values[FLAG_FIELDS.get(flag, flag)] = value
     return ExperimentConfig.from_dict(values)
 

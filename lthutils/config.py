@@ -51,7 +51,7 @@ MODELS = (
 CIFAR_RESNET = re.compile(r"cifar_resnet_([1-9][0-9]*)(?:_([1-9][0-9]*))?")  # OpenLTH's names: depth 6n+2, width
 OPTIMIZERS = ("sgd", "adam")
 RESETS = ("init", "rewind", "reinit")
-LR_SCHEDULES = ("constant", "one_cycle")
+LR_SCHEDULES = ("constant", "one_cycle", "step", "cosine")
 BIAS_INITS = ("zeros", "normal")
 LOSS_REDUCTIONS = ("mean", "sum")
 CONTROLS = ("reinit", "random_mask", "magnitude_init", "retrain")
@@ -156,6 +156,7 @@ NON_IDENTITY_FIELDS = (
 LATER_FIELD_DEFAULTS = {
     "lr_schedule": "constant",
     "warmup_iterations": 0,
+    "weight_decay": 0.0,
     "bias_init": "zeros",
     "loss_reduction": "mean",
     "augment": "none",
@@ -180,11 +181,25 @@ class ExperimentConfig:
     lr: float | None = _help("learning rate; None takes the model's default", None)
     momentum: float = _help("SGD momentum (ignored by Adam)", 0.9)
     lr_schedule: str = _help(
-        "constant, or one_cycle: torch's OneCycleLR over each training run (peak lr; it also cycles SGD's "
-        "momentum, or Adam's beta1, between 0.85 and 0.95)",
+        "constant; one_cycle: torch's OneCycleLR over each training run (peak lr; it also cycles SGD's momentum, or "
+        "Adam's beta1, between 0.85 and 0.95); step: lr times lr_gamma at each of lr_milestones (OpenLTH's CIFAR "
+        "recipe); cosine: lr * (1 + cos(pi * step / steps)) / 2 over each training run",
         "constant",
     )
-    warmup_iterations: int = _help("steps of linear learning-rate warmup from 0 (lr_schedule='constant')", 0)
+    lr_milestones: tuple[float, ...] = _help(
+        "lr_schedule='step': the fractions of a training run's steps from which the lr is multiplied by lr_gamma once "
+        "more (OpenLTH's ResNet-20 and VGG: 80 and 120 of 160 epochs, 0.5 and 0.75)",
+        (0.5, 0.75),
+    )
+    lr_gamma: float = _help("lr_schedule='step': the factor at each milestone", 0.1)
+    warmup_iterations: int = _help(
+        "steps of linear learning-rate warmup from 0, multiplying the constant, step or cosine schedule", 0
+    )
+    weight_decay: float = _help(
+        "L2 penalty added to the gradient by SGD and Adam (OpenLTH's CIFAR recipe: 1e-4); pruned weights are zero, "
+        "so it never revives them",
+        0.0,
+    )
     loss_reduction: str = _help(
         "mean (the batch's mean loss), or sum (its summed loss: steps batch_size times larger, as the original study)",
         "mean",
@@ -286,6 +301,9 @@ class ExperimentConfig:
         values = self.resolved().to_dict()
         for key in NON_IDENTITY_FIELDS:
             values.pop(key)
+        if values["lr_schedule"] != "step":  # the milestones change nothing then
+            values.pop("lr_milestones")
+            values.pop("lr_gamma")
         for key, default in LATER_FIELD_DEFAULTS.items():
             if values[key] == default:
                 values.pop(key)
@@ -396,10 +414,23 @@ def validate(config: ExperimentConfig) -> None:
         for name in ("prune_rate_conv", "prune_rate_output"):
             if getattr(config, name) is not None:
                 raise ConfigError(name, getattr(config, name), "null with prune_scope='global' (one rate: prune_rate)")
-    if config.warmup_iterations and config.lr_schedule != "constant":
+    if config.warmup_iterations and config.lr_schedule == "one_cycle":
         raise ConfigError(
             "warmup_iterations", config.warmup_iterations, "0 with lr_schedule='one_cycle' (it has its own warmup)"
         )
+    _check_type("weight_decay", config.weight_decay, float)
+    if config.weight_decay < 0:
+        raise ConfigError("weight_decay", config.weight_decay, "a non-negative number")
+    _check_type("lr_gamma", config.lr_gamma, float)
+    if not 0 < config.lr_gamma <= 1:
+        raise ConfigError("lr_gamma", config.lr_gamma, "a factor in (0, 1]")
+    milestones = config.lr_milestones
+    if (
+        not isinstance(milestones, tuple)
+        or any(isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m < 1 for m in milestones)
+        or list(milestones) != sorted(set(milestones))
+    ):
+        raise ConfigError("lr_milestones", milestones, "increasing fractions strictly between 0 and 1")
     if config.reset == "rewind" and config.rewind_iteration < 1:
         raise ConfigError("rewind_iteration", config.rewind_iteration, "a positive step when reset='rewind'")
     if not isinstance(config.controls, tuple) or any(c not in CONTROLS for c in config.controls):

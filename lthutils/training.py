@@ -10,18 +10,20 @@ scheduled or resumed never changes what they produce.
 
 Pruned weights stay exactly zero: weights are masked once before training and gradients before
 every optimizer step, so SGD's momentum and Adam's moments stay exactly zero at pruned positions
-and their updates there are exactly zero (no weight decay is used). After training, every masked
-entry is checked for non-zero pruned weights, so a leak can never pass silently.
+and their updates there are exactly zero (weight decay adds weight_decay * 0 there). After
+training, every masked entry is checked for non-zero pruned weights, so a leak can never pass
+silently.
 
 Evaluation: the validation split before training and every `eval_every` steps (the learning
 curve; the least loss after training started picks the early-stopping step, whose weights are kept
 in memory), the test set twice at the end: on those kept weights (accuracy at early stop) and on
-the final ones. The learning rate is constant, warmed up linearly, or follows torch's OneCycleLR
-(`lr_schedule`); the loss a step descends is its batch's mean or sum (`loss_reduction`); a batch's
-images are cropped and flipped at random where `augment='crop_flip'` (CIFAR's default), each
-model with its own data order's generator, so augmentation keeps results independent of K. With
-`precision='bf16'` the matrix products of training and evaluation run in bfloat16; weights,
-optimizer state, masks and the loss stay float32.
+the final ones. The learning rate is constant, decays in steps or along a cosine (each optionally
+warmed up linearly), or follows torch's OneCycleLR (`lr_schedule`); the loss a step descends is
+its batch's mean or sum (`loss_reduction`); a batch's images are cropped and flipped at random
+where `augment='crop_flip'` (CIFAR's default), each model with its own data order's generator, so
+augmentation keeps results independent of K. With `precision='bf16'` the matrix products of
+training and evaluation run in bfloat16; weights, optimizer state, masks and the loss stay
+float32.
 """
 
 from __future__ import annotations
@@ -278,8 +280,8 @@ def total_iterations(config: ExperimentConfig, num_train: int) -> int:
 def make_optimizer(params: list[torch.Tensor], config: ExperimentConfig) -> torch.optim.Optimizer:
     """A fresh fused optimizer (fused Adam avoids the slow sqrt of exact zeros at pruned weights)."""
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, fused=True)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, fused=True)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=True)
 
 
 def make_schedule(
@@ -288,10 +290,20 @@ def make_schedule(
     """The config's learning-rate schedule over a run of `iterations` steps (None: constant lr)."""
     if config.lr_schedule == "one_cycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=iterations)
-    if config.warmup_iterations:
-        warmup = config.warmup_iterations
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-    return None
+    if config.lr_schedule == "constant" and not config.warmup_iterations:
+        return None
+    warmup = config.warmup_iterations
+    milestones = [round(fraction * iterations) for fraction in config.lr_milestones]
+
+    def factor(step: int) -> float:  # the lr of step + 1, as a multiple of config.lr
+        rise = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if config.lr_schedule == "step":
+            return rise * config.lr_gamma ** sum(step >= milestone for milestone in milestones)
+        if config.lr_schedule == "cosine":
+            return rise * (1 + math.cos(math.pi * step / iterations)) / 2
+        return rise
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _rows(tensors: list[torch.Tensor], start: int, stop: int) -> torch.Tensor:

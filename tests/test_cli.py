@@ -6,8 +6,8 @@ import sys
 import pandas as pd
 import pytest
 
-from lthutils.__main__ import FLAG_FIELDS, _config_arguments, main
-from lthutils.config import ExperimentConfig
+from lthutils.__main__ import FLAG_FIELDS, _config_arguments, config_from_args, main
+from lthutils.config import ConfigError, ExperimentConfig
 
 
 def run_cli(*args, cwd):
@@ -103,3 +103,15 @@ def test_every_config_field_has_its_flag():
     flags = {FLAG_FIELDS.get(action.dest, action.dest) for action in parser._actions}
     fields = {field.name for field in dataclasses.fields(ExperimentConfig)}
     assert fields - flags == {"prune_biases", "data_root", "exp_root", "model_root"}
+
+
+def test_cifar_recipe_flags_reach_the_config():
+    parser = argparse.ArgumentParser()
+    _config_arguments(parser)
+    flags = "--model cifar_resnet_20 --dataset cifar10 --lr-schedule step --lr-milestones 0.5,0.75 --lr-gamma 0.2"
+    args = parser.parse_args([*flags.split(), "--weight-decay", "1e-4", "--no-prune-output", "--augment", "none"])
+    config = config_from_args(args).resolved()
+    assert (config.lr_milestones, config.lr_gamma, config.weight_decay) == ((0.5, 0.75), 0.2, 1e-4)
+    assert (config.prune_output, config.prune_scope, config.augment) == (False, "global", "none")
+    with pytest.raises(ConfigError, match="lr_milestones='half' is not allowed: expected comma-separated fractions"):
+        config_from_args(parser.parse_args(["--lr-milestones", "half"]))

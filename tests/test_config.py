@@ -36,7 +36,7 @@ def test_run_id_is_stable_and_ignores_non_identity_fields():
         ("model", "resnet", "one of fc, lenet300"),
         ("optimizer", "rmsprop", "one of sgd, adam"),
         ("reset", "late", "one of init, rewind, reinit"),
-        ("lr_schedule", "cosine", "one of constant, one_cycle"),
+        ("lr_schedule", "linear", "one of constant, one_cycle, step, cosine"),
         ("bias_init", "uniform", "one of zeros, normal"),
         ("loss_reduction", "max", "one of mean, sum"),
         ("warmup_iterations", -5, "a non-negative integer"),
@@ -76,7 +76,7 @@ def test_bad_values_name_field_value_and_allowed(field, value, allowed):
     assert "\n" not in message
 
 
-def test_warmup_only_with_a_constant_schedule():
+def test_warmup_not_with_one_cycle():
     assert ExperimentConfig(warmup_iterations=50).warmup_iterations == 50
     with pytest.raises(
         ConfigError, match="warmup_iterations=50 is not allowed: expected 0 with lr_schedule='one_cycle'"

@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -334,6 +335,43 @@ def test_learning_rate_schedules():
     assert lrs[:10] == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)]) and set(lrs[10:]) == {0.1}
     assert set(momenta) == {0.9}
     assert trace() == ([0.1] * 100, [0.9] * 100)
+    lrs, _ = trace(lr_schedule="step", lr_milestones=(0.5, 0.75))  # OpenLTH's 80 and 120 of 160 epochs
+    assert lrs == pytest.approx([0.1] * 50 + [0.01] * 25 + [0.001] * 25)
+    lrs, _ = trace(lr_schedule="step", lr_milestones=(0.3,), lr_gamma=0.5, warmup_iterations=10)
+    assert lrs[:10] == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)]) and lrs[10:] == pytest.approx(
+        [0.1] * 20 + [0.05] * 70
+    )
+    lrs, _ = trace(lr_schedule="cosine")
+    assert (
+        lrs[0] == 0.1
+        and lrs[50] == pytest.approx(0.05)
+        and lrs[99] == pytest.approx(0.1 * (1 + math.cos(math.pi * 0.99)) / 2)
+    )
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    for field, value, allowed in (
+        ("lr_milestones", (0.75, 0.5), "increasing fractions"),
+        ("lr_milestones", (0.5, 1.0), "increasing fractions"),
+        ("lr_gamma", 0.0, "a factor in"),
+        ("weight_decay", -1e-4, "a non-negative number"),
+    ):
+        with pytest.raises(ConfigError, match=f"{field}=.* is not allowed: expected {allowed}"):
+            ExperimentConfig(**{field: value})
+    constant = ExperimentConfig(lr_milestones=(0.2,))
+    assert constant.run_id() == ExperimentConfig().run_id()  # milestones without the step schedule change nothing
+    assert ExperimentConfig(weight_decay=0.0).run_id() == ExperimentConfig().run_id()  # earlier run ids unchanged
+
+
+def test_weight_decay_shrinks_the_alive_weights_and_never_revives_pruned_ones(fashion_splits):
+    config = ExperimentConfig(optimizer="sgd", lr=0.05, iterations=30, eval_every=0, quiet=True)
+    norms = {}
+    for decay in (0.0, 0.05):
+        resolved = dataclasses.replace(config, weight_decay=decay).resolved()
+        model = build_model(resolved, (1, 28, 28), 10, seed=0)
+        mask = half_pruned(model)
+        result = train(model, mask, fashion_splits, resolved, data_seed=0)
+        assert result.nonzero_by_layer == mask.alive()  # exactly the alive weights are non-zero
+        norms[decay] = sum(float(p.detach().norm()) for name, p in model.named_parameters() if name in mask)
+    assert norms[0.05] < norms[0.0]
 
 
 def test_summed_loss_is_the_mean_loss_with_a_batch_times_larger_rate(fashion_splits):
