@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import math
 import re
@@ -49,6 +50,7 @@ MODELS = (
     "resnet50",
 )
 CIFAR_RESNET = re.compile(r"cifar_resnet_([1-9][0-9]*)(?:_([1-9][0-9]*))?")  # OpenLTH's names: depth 6n+2, width
+CUSTOM = re.compile(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)")  # 'module:factory' or 'module:function', importable
 OPTIMIZERS = ("sgd", "adam")
 RESETS = ("init", "rewind", "reinit")
 LR_SCHEDULES = ("constant", "one_cycle", "step", "cosine")
@@ -127,6 +129,7 @@ MODEL_DEFAULTS = {
     "cifar_resnet": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
     "cifar_vgg": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global", prune_output=False),
     "resnet50": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
+    "custom": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),  # a user's 'module:factory': LeNet's recipe
 }
 
 
@@ -134,7 +137,32 @@ def model_family(model: str) -> str:
     """The MODEL_DEFAULTS key of a model name: cifar_resnet_20_16 -> cifar_resnet, cifar_vgg_16 -> cifar_vgg."""
     if CIFAR_RESNET.fullmatch(model):
         return "cifar_resnet"
+    if CUSTOM.fullmatch(model):
+        return "custom"
     return "cifar_vgg" if model.startswith("cifar_vgg_") else model
+
+
+def imported(field_name: str, path: str, what: str) -> Any:
+    """The callable a 'module:name' path names (importing the module), or ConfigError."""
+    module_name, name = path.split(":")
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(field_name, path, f"an importable 'module:{what}' ({error})") from error
+    if not callable(found):
+        raise ConfigError(field_name, path, f"an importable 'module:{what}' (it names a {type(found).__name__})")
+    return found
+
+
+def named_callable(field_name: str, value: Any, what: str) -> Any:
+    """A callable given in Python as its 'module:qualname' path (a config holds names, so that
+    run ids are hashes and workers can import it); other values unchanged."""
+    if not callable(value):
+        return value
+    path = f"{value.__module__}:{value.__qualname__}"
+    if not CUSTOM.fullmatch(path) or imported(field_name, path, what) is not value:
+        raise ConfigError(field_name, path, f"a {what} defined at the top level of a module (importable by its name)")
+    return path
 
 
 # Fields that do not change any number a run produces: they are left out of the run's
@@ -174,7 +202,12 @@ class ExperimentConfig:
 
     name: str = _help("results folder under exp_root", "imp")
     dataset: str = _help("one of " + ", ".join(DATASETS), "fashionmnist")
-    model: str = _help("one of " + ", ".join(MODELS), "lenet300")
+    model: str = _help(
+        "one of " + ", ".join(MODELS) + ", or your own: 'module:factory' (or the factory itself, in Python), "
+        "factory(input_shape, num_classes) returning an nn.Module with a Linear or Conv2d layer; its Linear, Conv2d "
+        "and batch-norm layers are initialized from the seed as the built-in models' are",
+        "lenet300",
+    )
     n_layers: int = _help("hidden layers of the 'fc' model", 2)
     n_neurons: int = _help("units per hidden layer of the 'fc' model", 300)
     optimizer: str | None = _help("sgd or adam; None takes the model's default", None)
@@ -218,7 +251,9 @@ class ExperimentConfig:
     prune_rate_conv: float | None = _help("the same for conv layers; None takes the model's default", None)
     prune_rate_output: float | None = _help("the same for the output layer; None is half of prune_rate", None)
     prune_scope: str | None = _help(
-        "layerwise (each layer its own rate) or global (one threshold); None: global for the CIFAR ResNets, VGGs and "
+        "layerwise (each layer its own rate), global (one threshold), or your own prune function: a name registered "
+        "with lthutils.pruning.register_prune_function, or 'module:function' (or the function itself, in Python), "
+        "function(weights, mask, prune_rate) returning the next mask; None: global for the CIFAR ResNets, VGGs and "
         "resnet50 (OpenLTH), layerwise for the others (Frankle & Carbin)",
         None,
     )
@@ -257,6 +292,8 @@ class ExperimentConfig:
     quiet: bool = _help("hide progress bars", False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "model", named_callable("model", self.model, "factory"))
+        object.__setattr__(self, "prune_scope", named_callable("prune_scope", self.prune_scope, "function"))
         validate(self)
 
     @classmethod
@@ -325,7 +362,9 @@ class ExperimentConfig:
     @property
     def architecture(self) -> str:
         """The model's name, with its shape for 'fc': fc<n_layers>x<n_neurons>."""
-        return f"fc{self.n_layers}x{self.n_neurons}" if self.model == "fc" else self.model
+        if self.model == "fc":
+            return f"fc{self.n_layers}x{self.n_neurons}"
+        return self.model.rsplit(":", 1)[1] if CUSTOM.fullmatch(self.model) else self.model
 
 
 def _check_type(name: str, value: Any, kind: type, optional: bool = False) -> None:
@@ -363,8 +402,10 @@ def _check_model(model: Any) -> None:
     resnet = CIFAR_RESNET.fullmatch(model)
     if resnet and (int(resnet[1]) - 2) % 6:
         raise ConfigError("model", model, "a CIFAR ResNet depth of 6n+2 (20, 32, 44, 56, 110, ...)")
-    if not resnet and model not in MODELS:
-        raise ConfigError("model", model, "one of " + ", ".join(MODELS))
+    if CUSTOM.fullmatch(model):
+        imported("model", model, "factory")
+    elif not resnet and model not in MODELS:
+        raise ConfigError("model", model, "one of " + ", ".join(MODELS) + ", or an importable 'module:factory'")
 
 
 def validate(config: ExperimentConfig) -> None:
@@ -382,7 +423,10 @@ def validate(config: ExperimentConfig) -> None:
     _check_model(config.model)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS, optional=True)
     _check_choice("augment", config.augment, AUGMENTS, optional=True)
-    _check_choice("prune_scope", config.prune_scope, PRUNE_SCOPES, optional=True)
+    if config.prune_scope is not None and config.prune_scope not in PRUNE_SCOPES:
+        from lthutils.pruning import prune_function  # pruning imports this module; the check needs its registry
+
+        prune_function(config.prune_scope)
     _check_choice("reset", config.reset, RESETS)
     _check_choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
     _check_choice("bias_init", config.bias_init, BIAS_INITS)

@@ -36,6 +36,7 @@ from lthutils.pruning import (
     magnitude_mask,
     prune_global,
     prune_layerwise,
+    prune_with,
     random_mask,
 )
 from lthutils.results import LOG, RunStore, load_tensors, save_tensors
@@ -118,6 +119,8 @@ def next_mask(model: nn.Module, mask: Mask, config: ExperimentConfig) -> Mask:
     }
     if config.prune_scope == "global":
         return prune_global(weights, mask, config.prune_rate)
+    if config.prune_scope != "layerwise":
+        return prune_with(config.prune_scope, weights, mask, config.prune_rate)
     rates = layer_rates(model, mask, config.prune_rate, config.prune_rate_conv, config.prune_rate_output)
     return prune_layerwise(weights, mask, rates)
 
@@ -125,8 +128,17 @@ def next_mask(model: nn.Module, mask: Mask, config: ExperimentConfig) -> Mask:
 def projected_remaining(template: nn.Module, config: ExperimentConfig) -> list[float]:
     """The fraction of weights remaining at each round 0..rounds of IMP with this (resolved)
     config: prune_layerwise and prune_global remove round(rate * alive) weights, so the counts
-    follow from the layers' sizes alone, before anything is trained."""
+    follow from the layers' sizes alone, before anything is trained. A prune function of your own
+    is applied to the template's initial weights round after round: its levels, if they depend
+    only on the counts, are the run's."""
     mask = Mask.ones(template, config.prune_biases, config.prune_output)
+    if config.prune_scope not in ("layerwise", "global"):
+        weights = {name: p.detach() for name, p in template.named_parameters() if name in mask}
+        remaining = [1.0]
+        for _ in range(config.rounds):
+            mask = prune_with(config.prune_scope, weights, mask, config.prune_rate)
+            remaining.append(mask.weights_remaining())
+        return remaining
     alive = mask.alive()
     total = sum(alive.values())
     rates = layer_rates(template, mask, config.prune_rate, config.prune_rate_conv, config.prune_rate_output)

@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from lthutils.config import CIFAR_RESNET, ExperimentConfig
+from lthutils.config import CIFAR_RESNET, CUSTOM, ConfigError, ExperimentConfig, imported
 
 
 def _fully_connected(in_features: int, hidden: list[int], num_classes: int) -> list[nn.Module]:
@@ -123,6 +123,8 @@ def build_model(config: ExperimentConfig, input_shape: tuple[int, ...], num_clas
     in_features = 1
     for size in input_shape:
         in_features *= size
+    if CUSTOM.fullmatch(config.model):
+        return _custom(config, input_shape, num_classes, seed)
     resnet = CIFAR_RESNET.fullmatch(config.model)
     if resnet or config.model == "resnet50":
         if resnet:
@@ -156,6 +158,22 @@ def build_model(config: ExperimentConfig, input_shape: tuple[int, ...], num_clas
             hidden = [256, 256]
         layers = features + _fully_connected(_flat_size(features, input_shape), hidden, num_classes)
     return _initialized(nn.Sequential(*layers), config, seed, "glorot")
+
+
+def _custom(config: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
+    """A user's factory(input_shape, num_classes), called under `seed` (parameters it draws itself
+    are seeded too), then initialized as the built-in models (Kaiming if it has batch norm)."""
+    factory = imported("model", config.model, "factory")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = factory(tuple(input_shape), num_classes)
+    if not isinstance(model, nn.Module):
+        returned = type(model).__name__
+        raise ConfigError("model", config.model, f"a factory returning an nn.Module (it returned {returned})")
+    if not any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()):
+        raise ConfigError("model", config.model, "a network with a Linear or Conv2d layer to prune (it has none)")
+    batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    return _initialized(model, config, seed, "kaiming" if batch_norm else "glorot")
 
 
 def _initialized(model: nn.Module, config: ExperimentConfig, seed: int, weight_init: str) -> nn.Module:

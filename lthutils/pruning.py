@@ -8,10 +8,12 @@ parameter order for global pruning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from lthutils.config import ConfigError
+from lthutils.config import CUSTOM, ConfigError, imported
 from lthutils.models import layer_kinds
 
 
@@ -74,6 +76,52 @@ def prunable_parameters(
         if name.endswith("weight") or prune_biases:
             prunable[name] = p
     return prunable
+
+
+PruneFunction = Callable[[dict[str, torch.Tensor], "Mask", float], dict[str, torch.Tensor]]
+_REGISTERED: dict[str, PruneFunction] = {}
+
+
+def register_prune_function(name: str, function: PruneFunction) -> None:
+    """Make `function(weights, mask, prune_rate) -> next mask` the config's prune_scope=`name`.
+    It receives the trained weights and the current mask of every prunable tensor (CPU) and the
+    fraction of alive weights to prune; it returns 0/1 tensors of the same names and shapes."""
+    if name in ("layerwise", "global") or not name.isidentifier():
+        raise ConfigError("prune function name", name, "an identifier other than layerwise and global")
+    _REGISTERED[name] = function
+
+
+def prune_function(name: str) -> PruneFunction:
+    """A registered prune function, or the one a 'module:function' path names (importing it)."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if CUSTOM.fullmatch(name):
+        return imported("prune_scope", name, "function")
+    allowed = ", ".join(["layerwise", "global", *_REGISTERED]) + ", or an importable 'module:function'"
+    raise ConfigError("prune_scope", name, f"one of {allowed}")
+
+
+def prune_with(name: str, weights: dict[str, torch.Tensor], mask: Mask, rate: float) -> Mask:
+    """The next mask of prune function `name` (see prune_function), refused with ConfigError
+    unless it is 0/1 tensors of the mask's names and shapes that keep pruned weights pruned."""
+    new = prune_function(name)(weights, Mask(dict(mask)), rate)
+
+    def refuse(what: str) -> ConfigError:
+        return ConfigError("prune_scope", name, f"a function returning {what}")
+
+    if not isinstance(new, dict) or set(new) != set(mask):
+        raise refuse(f"a mask over {sorted(mask)} (it returned {sorted(new) if isinstance(new, dict) else new!r})")
+    for key, tensor in new.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != mask[key].shape:
+            got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise refuse(f"{key} of shape {tuple(mask[key].shape)} (it returned {got})")
+    try:
+        result = Mask({key: tensor.detach().cpu() for key, tensor in new.items()})
+    except ValueError as error:
+        raise refuse(f"a mask of 0s and 1s ({error})") from error
+    if any(bool((result[key] > mask[key]).any()) for key in mask):
+        raise refuse("a mask that keeps pruned weights pruned (it revived some)")
+    return result
 
 
 def layer_rates(model: nn.Module, mask: Mask, fc: float, conv: float, output: float) -> dict[str, float]:

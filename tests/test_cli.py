@@ -115,3 +115,22 @@ def test_cifar_recipe_flags_reach_the_config():
     assert (config.prune_output, config.prune_scope, config.augment) == (False, "global", "none")
     with pytest.raises(ConfigError, match="lr_milestones='half' is not allowed: expected comma-separated fractions"):
         config_from_args(parser.parse_args(["--lr-milestones", "half"]))
+
+
+def test_your_own_model_and_prune_function_from_the_command_line(tmp_path, monkeypatch):
+    """IMP of a user's model (tests/test_models.py:small_cnn) under a user's prune function
+    (tests/test_pruning.py:prune_first_layer_only), both named by module path."""
+    monkeypatch.chdir(tmp_path)
+    flags = "--num-train 300 --val-size 200 --epochs 5 --lr 0.01 --rounds 2 --eval-every 5 --controls reinit --quiet"
+    custom = ["--model", "test_models:small_cnn", "--prune-scope", "test_pruning:prune_first_layer_only"]
+    assert main(["imp", "--name", "own", *custom, *flags.split()]) == 0
+    folder = next((tmp_path / "exp_result" / "own").iterdir())
+    assert folder.name.startswith("small_cnn-fashionmnist-adam-")
+    frame = pd.read_csv(folder / "results.csv")
+    tickets = frame[frame["kind"] == "ticket"]
+    first_layer = 8 * 1 * 3 * 3  # only 0.weight is pruned: 20% of its alive weights per round
+    alive = [first_layer, first_layer - round(0.2 * first_layer)]
+    alive.append(alive[-1] - round(0.2 * alive[-1]))
+    total = first_layer + 8 * 16 * 10
+    assert tickets["weights_remaining"].tolist() == pytest.approx([(a + 1280) / total for a in alive])
+    assert (frame["test_acc"] > 0.3).all()  # 300 real images: chance is 0.1

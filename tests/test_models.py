@@ -111,3 +111,39 @@ def test_batch_norm_models_get_openlth_initialization_from_the_seed():
     assert all(not m.bias.any() for m in first.modules() if isinstance(m, torch.nn.BatchNorm2d))
     other = build_model(config, (3, 32, 32), 10, seed=4)
     assert not torch.equal(first.conv.weight, other.conv.weight)
+
+
+def small_cnn(input_shape, num_classes):
+    """A user's own model: built by a factory at the top level of a module (tests/ is importable)."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(input_shape[0], 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 16, num_classes),
+    )
+
+
+def no_prunable_layer(input_shape, num_classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LayerNorm(784))
+
+
+def test_your_own_model_by_factory_or_by_path():
+    config = ExperimentConfig(model=small_cnn)
+    assert config.model == "test_models:small_cnn" and config.architecture == "small_cnn"
+    assert ExperimentConfig(model="test_models:small_cnn") == config
+    first, again = (build_model(config.resolved(), (1, 28, 28), 10, seed=2) for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    assert first[0].weight.std().item() == pytest.approx((2 / 9) ** 0.5, rel=0.2)  # batch norm: Kaiming
+    assert list(layer_kinds(first).values()) == ["conv", "output"]
+    assert config.resolved().optimizer == "adam" and config.run_id().startswith("small_cnn-fashionmnist-adam-")
+    for model, allowed in (
+        ("no_such_module:factory", r"an importable 'module:factory' \(No module named 'no_such_module'\)"),
+        ("test_models:count_of", r"an importable 'module:factory' \(module 'test_models' has no attribute"),
+        (lambda shape, classes: None, "a factory defined at the top level of a module"),
+    ):
+        with pytest.raises(ConfigError, match=f"model=.* is not allowed: expected .*{allowed}"):
+            ExperimentConfig(model=model)
+    with pytest.raises(ConfigError, match="expected a network with a Linear or Conv2d layer to prune"):
+        build_model(ExperimentConfig(model=no_prunable_layer).resolved(), (1, 28, 28), 10, seed=0)

@@ -11,7 +11,9 @@ from lthutils.pruning import (
     prunable_parameters,
     prune_global,
     prune_layerwise,
+    prune_with,
     random_mask,
+    register_prune_function,
 )
 
 
@@ -149,3 +151,40 @@ def test_magnitude_mask_keeps_the_largest_initial_weights_at_the_same_counts(len
     assert magnitude_mask(Mask({"w": torch.tensor([1.0, 1.0, 0.0])}), {"w": torch.tensor([0.1, -3.0, 2.0])})[
         "w"
     ].tolist() == [0, 1, 1]
+
+
+def prune_first_layer_only(weights, mask, rate):
+    """A user's prune function: magnitude pruning of the first layer alone."""
+    first = next(iter(mask))
+    return {**mask, first: prune_layerwise(weights, Mask({first: mask[first]}), {first: rate})[first]}
+
+
+@pytest.mark.parametrize(
+    "returned, allowed",
+    [
+        (lambda mask: {"1.weight": mask["1.weight"]}, r"a mask over \['1.weight', '3.weight', '5.weight'\]"),
+        (lambda mask: {**mask, "3.weight": torch.ones(3)}, r"3.weight of shape \(100, 300\) \(it returned \(3,\)\)"),
+        (lambda mask: {**mask, "5.weight": mask["5.weight"] / 2}, "a mask of 0s and 1s"),
+        (lambda mask: {name: torch.ones_like(m) for name, m in mask.items()}, "a mask that keeps pruned weights"),
+    ],
+)
+def test_a_prune_function_must_return_a_mask_that_fits(lenet, returned, allowed):
+    register_prune_function("faulty", lambda weights, mask, rate: returned(mask))
+    mask = prune_layerwise(weights_of(lenet, Mask.ones(lenet)), Mask.ones(lenet), {n: 0.2 for n in Mask.ones(lenet)})
+    refused = f"prune_scope='faulty' is not allowed: expected a function returning {allowed}"
+    with pytest.raises(ConfigError, match=refused):
+        prune_with("faulty", weights_of(lenet, mask), mask, 0.2)
+
+
+def test_prune_functions_by_registered_name_or_module_path(lenet):
+    register_prune_function("first_only", prune_first_layer_only)
+    mask = Mask.ones(lenet)
+    for name in ("first_only", "test_pruning:prune_first_layer_only"):
+        new = prune_with(name, weights_of(lenet, mask), mask, 0.5)
+        assert new.alive() == {"1.weight": 117_600, "3.weight": 30_000, "5.weight": 1000}
+    assert ExperimentConfig(prune_scope=prune_first_layer_only).prune_scope == "test_pruning:prune_first_layer_only"
+    assert ExperimentConfig(prune_scope="first_only").run_id() != ExperimentConfig(prune_scope="layerwise").run_id()
+    with pytest.raises(ConfigError, match="prune_scope='largest' is not allowed: expected one of layerwise, global"):
+        ExperimentConfig(prune_scope="largest")
+    with pytest.raises(ConfigError, match="prune function name='global' is not allowed"):
+        register_prune_function("global", prune_first_layer_only)
