@@ -238,6 +238,27 @@ def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+RECIPE_FIELDS = (  # config fields a notebook's `recipe` may set for every run of its question
+    "batch_size",
+    "momentum",
+    "lr_schedule",
+    "lr_milestones",
+    "lr_gamma",
+    "warmup_iterations",
+    "weight_decay",
+    "loss_reduction",
+    "augment",
+    "bias_init",
+    "reset",
+    "rewind_iteration",
+    "prune_scope",
+    "prune_output",
+    "prune_rate_conv",
+    "prune_rate_output",
+    "prune_biases",
+)
+
+
 def _base(
     name: str,
     rounds: int,
@@ -249,8 +270,17 @@ def _base(
     exp_root: str,
     model_root: str,
     quiet: bool,
+    recipe: dict | None = None,
     **fields,
 ) -> ExperimentConfig:
+    recipe = {} if recipe is None else recipe
+    if not isinstance(recipe, dict):
+        raise ConfigError("recipe", recipe, "a mapping of config fields: " + ", ".join(RECIPE_FIELDS))
+    for key in recipe:
+        if key not in RECIPE_FIELDS or key in fields:
+            allowed = ", ".join(field for field in RECIPE_FIELDS if field not in fields)
+            raise ConfigError("recipe", {key: recipe[key]}, f"fields this question does not set itself: {allowed}")
+    fields.update({key: tuple(value) if isinstance(value, list) else value for key, value in recipe.items()})
     return ExperimentConfig(
         name=name,
         rounds=rounds,

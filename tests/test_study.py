@@ -49,6 +49,29 @@ def test_transfer_plans_search_everywhere_then_cross():
         study.plan_q3(["sgd", "adam"], {"sgd": 0.01}, 0.9, "fashionmnist", "lenet300", 300, [2], **COMMON)
 
 
+def test_a_recipe_sets_config_fields_for_every_run_of_a_question():
+    recipe = {"weight_decay": 1e-4, "lr_schedule": "step", "lr_milestones": [0.5, 0.75], "reset": "rewind"}
+    recipe["rewind_iteration"] = 5
+    units = study.plan_q2(["cifar10", "svhn"], "cifar_resnet_20", None, None, None, [1], **COMMON, recipe=recipe)
+    for unit in units:
+        config = unit.config.resolved()
+        assert (config.weight_decay, config.lr_milestones, config.reset, config.prune_scope) == (
+            1e-4,
+            (0.5, 0.75),
+            "rewind",
+            "global",
+        )
+    assert units[0].config.augment is None and units[0].config.resolved().augment == "crop_flip"  # CIFAR's default
+    lrs = {"sgd": 0.1, "adam": 1e-3}
+    with pytest.raises(ConfigError, match=r"recipe=\{'momentum': 1\} is not allowed: expected fields this question"):
+        study.plan_q3(["sgd", "adam"], lrs, 0.9, "cifar10", "cifar_vgg_11", None, [1], **COMMON, recipe={"momentum": 1})
+    q1 = ("cifar10", ["cifar_resnet_20"], None, None, None, ["reinit"])
+    with pytest.raises(ConfigError, match=r"recipe=\{'dataset': 'svhn'\} is not allowed"):
+        study.plan_q1(*q1, **COMMON, recipe={"dataset": "svhn"})
+    with pytest.raises(ConfigError, match="weight_decay=-1 is not allowed"):
+        study.plan_q1(*q1, **COMMON, recipe={"weight_decay": -1})
+
+
 def test_q4_searches_each_size_at_equal_steps_and_at_equal_epochs(tmp_path):
     common = {**COMMON, "exp_root": str(tmp_path / "e"), "model_root": str(tmp_path / "m")}
     units = study.plan_q4([100, 1000], None, "digits5k", "lenet300", None, None, **common)
