@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.check_scheduler(args.scheduler, args.workers)
             if not math.isfinite(args.effect) or args.effect == 0:
                 raise ConfigError("effect", args.effect, "a non-zero finite difference in points")
-            parameter_files = runner.load_all(args.paths, _overrides(args))
+            parameter_files = runner.load_all(args.paths, _overrides(args), load_data=False)  # priced, not loaded
             print(runner.preview(parameter_files, args.scheduler, args.workers))
             for parameter_file in parameter_files:
                 print(f"{parameter_file.path}: " + "\n".join(runner.power_lines(parameter_file, args.effect)))

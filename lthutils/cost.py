@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lthutils.config import ExperimentConfig
-from lthutils.data import Splits, default_val_size
+from lthutils.data import DATASET_FACTS, GRAY28, Splits, default_val_size
 from lthutils.experiments import Setting, finished_elsewhere, prepare
 from lthutils.lottery import kinds_at
 from lthutils.models import build_model, forward_flops
@@ -48,7 +48,8 @@ from lthutils.training import (
 if TYPE_CHECKING:
     from lthutils.study import Unit
 
-CALIBRATION_STEPS = 50
+CALIBRATION_STEPS = 50  # at most: fewer (at least 3) where they would exceed CALIBRATION_WORK
+CALIBRATION_WORK = 1e11  # dense training FLOPs per timing: a CIFAR VGG's 50 steps would take minutes on a CPU
 CALIBRATION_STACK = 4  # the second stack size timed: step time is fitted as a + b * K
 CALIBRATION_POOL = 10_000  # training images to draw batches from: a pool that fits in cache would flatter the step
 
@@ -134,7 +135,8 @@ def seed_groups(
         config = unit.config.resolved()
         rounds = range(config.rounds + 1) if unit.source is not None else [min(1, config.rounds)]
         per_seed = sum(len(kinds_at(r, config.controls)) for r in rounds)
-        model = build_model(config, (1, 28, 28), 10, seed=0)
+        facts = DATASET_FACTS[config.dataset]
+        model = build_model(config, facts.input_shape, facts.num_classes, seed=0)
         sizes.append(max(1, MAX_STACKED_MODELS // per_seed) if stackable(model) else 1)
         weights.append(sum(p.numel() for p in model.parameters()))
     if seeds_per_task is not None:
@@ -179,8 +181,8 @@ def unit_tasks(
         elsewhere = finished_elsewhere(config)
         done |= set(zip(elsewhere["seed"].astype(int), elsewhere["round"].astype(int), elsewhere["kind"].astype(str)))
     steps = total_iterations(config, setting.num_train)
-    pool = len(setting.dataset.train_labels)
-    val_size = default_val_size(pool) if config.val_size is None else config.val_size
+    facts = DATASET_FACTS[config.dataset]
+    val_size = default_val_size(facts.pool) if config.val_size is None else config.val_size
 
     def stack(count: int, first_step: int) -> Stack:
         """`count` trainings of steps first_step+1..steps (a rewound search's pruned rounds start at k)."""
@@ -189,10 +191,10 @@ def unit_tasks(
         validations = evaluations(steps, config.eval_every) - (
             first_step // config.eval_every if config.eval_every else 0
         )
-        eval_examples = validations * val_size + 2 * len(setting.dataset.test_labels)
+        eval_examples = validations * val_size + 2 * facts.test
         return Stack(config, count, steps - first_step, examples, eval_examples, flops, stacked)
 
-    flops = forward_flops(setting.template, setting.dataset.input_shape)
+    flops = forward_flops(setting.template, facts.input_shape)
     stacked = stackable(setting.template)
     size = MAX_STACKED_MODELS if stacked else 1
     tasks = []
@@ -235,7 +237,7 @@ def plan_cost(
     on_cluster = scheduler != "none"
     workers = workers or cores
     threads = max(1, cores // workers) if on_cluster else torch.get_num_threads()
-    settings = {config: prepare(config) for config in {unit.config for unit in units}}
+    settings = {config: prepare(config, load_data=False) for config in {unit.config for unit in units}}
     cost = Cost(seconds=None if scheduler not in ("local", "none") else 0.0)
     finish_of: dict[tuple[str, int], float] = {}  # (a search's run id, seed): when its task ends
     free = [0.0] * (workers if on_cluster else 1)
@@ -300,7 +302,7 @@ def task_seconds(groups: list[tuple[Unit, tuple[int, ...]]], workers: int) -> li
     calibration, settings, tasks = Calibration(), {}, {}
     for unit, seed_sets in by_unit(groups).items():  # each run's rows read once
         if unit.config not in settings:
-            settings[unit.config] = prepare(unit.config)
+            settings[unit.config] = prepare(unit.config, load_data=False)
         tasks.update(zip(((unit, seeds) for seeds in seed_sets), unit_tasks(unit, settings[unit.config], seed_sets)))
     stacks = [stack for task in tasks.values() for stack in task]
     if any(calibration.key(stack, threads, workers) not in calibration.measured for stack in stacks):
@@ -359,8 +361,11 @@ class Calibration:
     @staticmethod
     def key(stack: Stack, threads: int, processes: int) -> str:
         config = stack.config
+        shape = DATASET_FACTS[config.dataset].input_shape
+        inputs = "" if shape == GRAY28 else " " + "x".join(map(str, shape))  # 28x28 gray: keys as before
+        augment = " crop_flip" if config.augment == "crop_flip" else ""
         return (
-            f"{config.architecture} batch {config.batch_size} {config.optimizer} {config.precision}, "
+            f"{config.architecture}{inputs} batch {config.batch_size} {config.optimizer} {config.precision}{augment}, "
             f"{threads} threads x {processes} processes"
         )
 
@@ -397,36 +402,43 @@ def measure_alongside(config: ExperimentConfig, threads: int, processes: int) ->
 def measure(config: ExperimentConfig, threads: int, barrier: Any = None) -> list[float]:
     """[seconds per step of one model, of a stack of CALIBRATION_STACK models (one model's again
     for models that do not stack), seconds per evaluated example of one model], timed with
-    `threads` torch threads on synthetic 28x28 inputs (speed does not depend on the pixels).
-    `barrier`: shared with processes measuring at the same time; each timing starts together."""
+    `threads` torch threads on synthetic inputs of the config's dataset's shape and classes
+    (speed does not depend on the pixels). `barrier`: shared with processes measuring at the same
+    time; each timing starts together."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    facts = DATASET_FACTS[config.dataset]
+    shape, classes = facts.input_shape, facts.num_classes
     try:
-        config = dataclasses.replace(config, iterations=CALIBRATION_STEPS, eval_every=0, quiet=True)
+        template = build_model(config, shape, classes, seed=0)
+        per_step = 3 * forward_flops(template, shape) * config.batch_size  # forward and backward, dense
+        steps = max(3, min(CALIBRATION_STEPS, int(CALIBRATION_WORK / per_step)))
+        config = dataclasses.replace(config, iterations=steps, eval_every=0, quiet=True)
         generator = torch.Generator().manual_seed(0)
 
         def images(count: int) -> tuple[torch.Tensor, torch.Tensor]:
-            return torch.randn(count, 1, 28, 28, generator=generator), torch.randint(
-                0, 10, (count,), generator=generator
+            return torch.randn(count, *shape, generator=generator), torch.randint(
+                0, classes, (count,), generator=generator
             )
 
         splits = Splits(*images(CALIBRATION_POOL), *images(10), *images(10))
-        template = build_model(config, (1, 28, 28), 10, seed=0)
         step = []
-        for count in (1, CALIBRATION_STACK) if stackable(template) else (1, 1):
+        for count in (1, CALIBRATION_STACK) if stackable(template) else (1,):
             seconds = []
             for _ in range(3):  # the first run warms the kernels up; the fastest of the others counts
                 if barrier is not None:
                     barrier.wait()
                 stack = make_stack(
-                    [build_model(config, (1, 28, 28), 10, seed=k) for k in range(count)],
+                    [build_model(config, shape, classes, seed=k) for k in range(count)],
                     [Mask.ones(template)] * count,
                     config.precision,
                 )
                 optimizer = make_optimizer(stack.leaves, config)
                 result = train_stack(stack, optimizer, [splits] * count, config, list(range(count)))[0]
-                seconds.append(result.train_seconds * count / CALIBRATION_STEPS)  # train_seconds: per model
+                seconds.append(result.train_seconds * count / steps)  # train_seconds: per model
             step.append(min(seconds[1:]))
+        if len(step) == 1:  # a model that does not stack: its "stack" is itself again
+            step.append(step[0])
         stack = make_stack([template], [Mask.ones(template)], config.precision)
         evaluation = images(EVAL_BATCH_SIZE)
         seconds = []

@@ -43,7 +43,7 @@ MNIST_MD5 = {  # the canonical MNIST files (torchvision's names), uncompressed
 
 
 CIFAR_HALVES = {"cifar10a": range(0, 5), "cifar10b": range(5, 10)}  # Morcos et al.'s disjoint 5-class halves
-RGB32 = {"mnist_rgb32": "mnist", "fashionmnist_rgb32": "fashionmnist"}  # resized to 32x32, gray repeated x3
+RESIZED = {"mnist_rgb32": "mnist", "fashionmnist_rgb32": "fashionmnist"}  # to 32x32, the gray repeated x3
 
 
 class DatasetUnavailableError(ConfigError):
@@ -103,26 +103,47 @@ def default_val_size(pool_size: int) -> int:
     return 5000 if pool_size >= 50_000 else pool_size // 10
 
 
-TRAINING_POOLS = {  # training images per dataset
-    "mnist": 60_000,
-    "fashionmnist": 60_000,
-    "digits5k": 4_000,
-    "cifar10": 50_000,
-    "cifar100": 50_000,
-    "svhn": 73_257,
-    "cifar10a": 25_000,
-    "cifar10b": 25_000,
-    "mnist_rgb32": 60_000,
-    "fashionmnist_rgb32": 60_000,
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a dataset is, known without loading it: for plans and cost previews."""
+
+    pool: int  # training images
+    test: int  # test images
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+GRAY28, RGB32 = (1, 28, 28), (3, 32, 32)
+DATASET_FACTS = {
+    "mnist": DatasetFacts(60_000, 10_000, GRAY28, 10),
+    "fashionmnist": DatasetFacts(60_000, 10_000, GRAY28, 10),
+    "digits5k": DatasetFacts(4_000, 1_000, GRAY28, 10),
+    "cifar10": DatasetFacts(50_000, 10_000, RGB32, 10),
+    "cifar100": DatasetFacts(50_000, 10_000, RGB32, 100),
+    "svhn": DatasetFacts(73_257, 26_032, RGB32, 10),
+    "cifar10a": DatasetFacts(25_000, 5_000, RGB32, 5),
+    "cifar10b": DatasetFacts(25_000, 5_000, RGB32, 5),
+    "mnist_rgb32": DatasetFacts(60_000, 10_000, RGB32, 10),
+    "fashionmnist_rgb32": DatasetFacts(60_000, 10_000, RGB32, 10),
 }
+TRAINING_POOLS = {name: facts.pool for name, facts in DATASET_FACTS.items()}
 
 
 def training_examples(name: str, num_train: int | None, val_size: int | None) -> int:
-    """How many examples a run trains on, known without loading the data (make_splits checks it)."""
-    if num_train is not None:
-        return num_train
-    pool = TRAINING_POOLS[name]
-    return pool - (default_val_size(pool) if val_size is None else val_size)
+    """How many examples a run trains on, known without loading the data; ConfigError where the
+    sizes do not fit (split_indices checks the same on the data itself)."""
+    return checked_sizes(name, TRAINING_POOLS[name], num_train, val_size)[0]
+
+
+def checked_sizes(name: str, pool: int, num_train: int | None, val_size: int | None) -> tuple[int, int]:
+    """(training examples, validation examples) of a run on a pool of `pool`, or ConfigError."""
+    val_size = default_val_size(pool) if val_size is None else val_size
+    if val_size >= pool:
+        raise ConfigError("val_size", val_size, f"fewer than the {pool} training examples of {name}")
+    if num_train is not None and num_train > pool - val_size:
+        limit = f"at most {pool - val_size} ({name} has {pool} training examples, {val_size} kept for validation)"
+        raise ConfigError("num_train", num_train, limit)
+    return pool - val_size if num_train is None else num_train, val_size
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
@@ -153,8 +174,8 @@ def _pixels(name: str, root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Te
         images, labels, source = _digits5k_images()
         train, test = _digits5k_split(labels)
         return images[train], labels[train], images[test], labels[test], source
-    if name in RGB32:
-        train_images, train_labels, test_images, test_labels, source = _pixels(RGB32[name], root)
+    if name in RESIZED:
+        train_images, train_labels, test_images, test_labels, source = _pixels(RESIZED[name], root)
         return _rgb32(train_images), train_labels, _rgb32(test_images), test_labels, f"{source}, resized to 3x32x32"
     if name in CIFAR_HALVES:
         train_images, train_labels, test_images, test_labels, source = _pixels("cifar10", root)
@@ -368,21 +389,13 @@ def split_indices(
     """Training and validation indices into the training pool (see make_splits)."""
     labels = dataset.train_labels
     pool = len(labels)
-    val_size = default_val_size(pool) if val_size is None else val_size
-    if val_size >= pool:
-        raise ConfigError("val_size", val_size, f"fewer than the {pool} training examples of {dataset.name}")
+    _, val_size = checked_sizes(dataset.name, pool, num_train, val_size)
     generator = torch.Generator().manual_seed(seed)
     val = stratified_indices(labels, val_size, generator)
     rest = torch.ones(pool, dtype=torch.bool)
     rest[val] = False
     rest = rest.nonzero().squeeze(1)
     if num_train is not None:
-        if num_train > len(rest):
-            raise ConfigError(
-                "num_train",
-                num_train,
-                f"at most {len(rest)} ({dataset.name} has {pool} training examples, {val_size} kept for validation)",
-            )
         rest = rest[stratified_indices(labels[rest], num_train, generator)]
     return rest, val
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lthutils.config import ConfigError, ExperimentConfig
-from lthutils.data import Dataset, Splits, load_dataset, make_splits, split_indices
+from lthutils.data import DATASET_FACTS, Dataset, Splits, load_dataset, make_splits, split_indices, training_examples
 from lthutils.lottery import Ticket, kinds_at, result_row, run_imp, train_tickets
 from lthutils.models import build_model
 from lthutils.results import (
@@ -50,7 +50,7 @@ class Setting:
     """A resolved config with its data, model template and device, checked against each other."""
 
     config: ExperimentConfig
-    dataset: Dataset
+    dataset: Dataset | None  # None: prepared without loading the data
     template: nn.Module
     device: torch.device
     num_train: int  # training examples each run sees
@@ -60,25 +60,33 @@ class Setting:
         return self.splitter(self.dataset, self.config, seed).to(self.device)
 
 
-def prepare(config: ExperimentConfig, splitter: Splitter = default_splits) -> Setting:
+def prepare(config: ExperimentConfig, splitter: Splitter = default_splits, load_data: bool = True) -> Setting:
     """Resolve the config, load its data and check every data-dependent limit (`splitter` makes
-    a seed's splits)."""
+    a seed's splits). With load_data=False the data is not loaded (the setting's dataset is None):
+    its sizes and shapes come from data.DATASET_FACTS, for plans and cost previews of data that
+    need not be here."""
     config = config.resolved()
     for field in ("exp_root", "model_root"):
         _check_writable(field, getattr(config, field))
     device = resolve_device(config.device)
-    dataset = load_dataset(config.dataset, config.data_root)
-    if splitter is default_splits:  # indices only: no copy of the images just to count them
-        num_train = len(split_indices(dataset, config.num_train, config.val_size, config.seeds[0])[0])
+    if not load_data:
+        dataset, facts = None, DATASET_FACTS[config.dataset]
+        num_train = training_examples(config.dataset, config.num_train, config.val_size)
+        input_shape, num_classes = facts.input_shape, facts.num_classes
     else:
-        num_train = len(splitter(dataset, config, config.seeds[0]).train_labels)
+        dataset = load_dataset(config.dataset, config.data_root)
+        if splitter is default_splits:  # indices only: no copy of the images just to count them
+            num_train = len(split_indices(dataset, config.num_train, config.val_size, config.seeds[0])[0])
+        else:
+            num_train = len(splitter(dataset, config, config.seeds[0]).train_labels)
+        input_shape, num_classes = dataset.input_shape, dataset.num_classes
     if config.reset == "rewind" and config.rewind_iteration >= total_iterations(config, num_train):
         raise ConfigError(
             "rewind_iteration",
             config.rewind_iteration,
             f"fewer than the {total_iterations(config, num_train)} training steps per round",
         )
-    template = build_model(config, dataset.input_shape, dataset.num_classes, seed=0)
+    template = build_model(config, input_shape, num_classes, seed=0)
     return Setting(config, dataset, template, device, num_train, splitter)
 
 

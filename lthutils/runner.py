@@ -93,9 +93,12 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def load_parameter_file(path: str | Path, overrides: dict[str, Any] | None = None) -> ParameterFile:
-    """Read and check a parameter file completely, including its plan's data, with `overrides`
-    (parameters a command line sets for every file) on top; raise ConfigError."""
+def load_parameter_file(
+    path: str | Path, overrides: dict[str, Any] | None = None, load_data: bool = True
+) -> ParameterFile:
+    """Read and check a parameter file completely, including its plan's data (with
+    load_data=False: against the data's known sizes, for a plan of data that need not be here),
+    with `overrides` (parameters a command line sets for every file) on top; raise ConfigError."""
     path = Path(path)
     where = str(path)
     content = read_yaml(path, "parameter file")
@@ -125,7 +128,7 @@ def load_parameter_file(path: str | Path, overrides: dict[str, Any] | None = Non
             )
     checked = ParameterFile(path, question, parameters, defaults)
     try:
-        study.check(*planned(checked))
+        study.check(*planned(checked), load_data=load_data)
     except ConfigError as error:
         raise error.located(where) from error
     return checked
@@ -236,9 +239,9 @@ def run_all(
     return executed
 
 
-def load_all(paths: list[Path], overrides: dict[str, Any] | None = None) -> list[ParameterFile]:
+def load_all(paths: list[Path], overrides: dict[str, Any] | None = None, load_data: bool = True) -> list[ParameterFile]:
     """Every parameter file of `paths` (each a file, or a folder of *.yaml / *.yml in name order),
-    with `overrides` on top, checked."""
+    with `overrides` on top, checked (see load_parameter_file)."""
     files = []
     for path in map(Path, paths):
         yaml_files = [path] if path.suffix in (".yaml", ".yml") else []
@@ -246,7 +249,7 @@ def load_all(paths: list[Path], overrides: dict[str, Any] | None = None) -> list
         if not found:
             raise ConfigError("folder", str(path), "a folder holding *.yaml or *.yml parameter files")
         files += found
-    return [load_parameter_file(path, overrides) for path in files]
+    return [load_parameter_file(path, overrides, load_data) for path in files]
 
 
 def preview(parameter_files: list[ParameterFile], scheduler: str = "local", workers: int | None = None) -> str:

@@ -94,16 +94,17 @@ def notebook_folder(name: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(NOTEBOOKS_DIR / path)
 
 
-def check(units: list[Unit], declared: Analysis | None = None) -> None:
+def check(units: list[Unit], declared: Analysis | None = None, load_data: bool = True) -> None:
     """Every check of every unit that needs the machine (folders, dataset available, sizes) and,
-    with `declared`, that its primary endpoint takes a pruned level of every setting, before any work."""
+    with `declared`, that its primary endpoint takes a pruned level of every setting, before any
+    work. load_data=False checks sizes against data.DATASET_FACTS, the data need not be here."""
     for config in {unit.config for unit in units}:
         for name in ("exp_root", "model_root"):
             folder = Path(getattr(config, name))
             if not folder.is_dir() and (folder.exists() or not folder.parent.is_dir()):
                 allowed = "a folder, or a new one inside an existing folder (an executed notebook keeps the "
                 raise ConfigError(name, str(folder), allowed + "absolute folders it ran with: set them to yours)")
-        setting = prepare(config)
+        setting = prepare(config, load_data=load_data)
         if declared is not None:
             levels = 100 * pd.Series(
                 projected_remaining(setting.template, setting.config)[1:], index=range(1, config.rounds + 1)

@@ -69,6 +69,22 @@ def test_calibration_is_measured_once_per_machine_and_setting(tmp_path, cache):
     assert cost.plan_cost(units, "tcp://127.0.0.1:8786").seconds is None  # a cluster elsewhere: no projection
 
 
+def test_a_cifar_plan_is_priced_without_its_data_on_its_own_input_shape(tmp_path, cache):
+    """No CIFAR-10 here: the plan's sizes come from data.DATASET_FACTS and the calibration times
+    the model on 3x32x32 inputs with crops and flips, under its own key."""
+    common = dict(rounds=1, rate=None, iterations=40, seeds=[0], eval_every=20, val_size=None, quiet=True)
+    common["recipe"] = {"batch_size": 25}  # small batches: a quick calibration
+    units = study.plan_q1(
+        "cifar10", ["cifar_resnet_8_4"], 1000, None, None, ["reinit"], **common,
+        exp_root=str(tmp_path / "e"), model_root=str(tmp_path / "m"),
+    )  # fmt: skip
+    priced = cost.plan_cost(units, "none")
+    assert priced.trainings == 3 and priced.steps == 3 * 40 and priced.seconds > 0
+    assert priced.examples == 3 * 1000  # 40 steps of 25 images: one epoch of the 1,000
+    (key,) = json.loads(cache.read_text())[cost.machine()]
+    assert key.startswith("cifar_resnet_8_4 3x32x32 batch 25 sgd fp32 crop_flip, ")
+
+
 def test_a_clusters_eta_prices_each_task_from_the_cached_calibration_only(tmp_path, cache):
     units = q4_units(tmp_path)
     groups = cost.seed_groups(units, 1)

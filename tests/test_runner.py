@@ -212,3 +212,24 @@ def test_precision_on_the_command_line_sets_every_files_units(tmp_path, capsys):
     assert {unit.config.seeds for unit in runner.plan(checked)} == {(0, 1)}  # both flags apply
     assert main(["plan", str(path), "--precision", "fp16"]) == 2
     assert capsys.readouterr().err == "error: --precision='fp16' is not allowed: expected fp32 or bf16\n"
+
+
+def test_the_cifar_files_are_planned_without_their_data_and_run_only_with_it(tmp_path, monkeypatch):
+    def offline(self):
+        raise RuntimeError("offline")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
+    monkeypatch.setenv("LTH_DATA_ROOT", str(tmp_path / "data"))
+    clear_dataset_cache()
+    folder = runner.NOTEBOOKS_DIR.parent / "params" / "cifar"
+    files = runner.load_all([folder], load_data=False)  # what `plan` does: sizes from data.DATASET_FACTS
+    configs = {u.config.resolved() for f in files for u in runner.plan(f)}
+    recipes = {(c.weight_decay, c.lr_schedule, c.lr_milestones, c.reset, c.prune_scope, c.batch_size) for c in configs}
+    assert recipes == {(1e-4, "step", (0.5, 0.75), "rewind", "global", 128)}
+    assert {c.augment for c in configs if c.dataset.startswith("cifar")} == {"crop_flip"}
+    assert {c.augment for c in configs if not c.dataset.startswith("cifar")} == {"none"}
+    searches = [{u.config.run_id() for u in runner.plan(f) if u.source is None} for f in files]
+    assert len(searches[0] & searches[2] & searches[3]) == 1  # Q1, Q3 and Q4 share the ResNet-20 / SGD search
+    with pytest.raises(ConfigError, match="dataset='cifar10' is not available here: no package ships it"):
+        runner.load_parameter_file(folder / "q1.yaml")  # what `run` does
+    clear_dataset_cache()
