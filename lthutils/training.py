@@ -28,6 +28,7 @@ float32.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -313,6 +314,28 @@ def _rows(tensors: list[torch.Tensor], start: int, stop: int) -> torch.Tensor:
     return torch.stack([tensor[start:stop] for tensor in tensors])
 
 
+def lone_products_on_one_thread(function):
+    """Run `function(stack, ...)` on one torch thread when `stack` is a lone StackedLinear model.
+    A batched product of K >= 2 models gives each model's product to one thread, so it rounds as
+    on one thread; a lone model's product is split inside itself on some CPUs (an Intel Xeon with
+    torch 2.14 on 2 threads), and would round otherwise: a model's numbers would then depend on
+    its stack and on the thread count."""
+
+    @functools.wraps(function)
+    def wrapped(stack: ModelStack, *args, **kwargs):
+        threads = torch.get_num_threads()
+        if not isinstance(stack, StackedLinear) or stack.count > 1 or threads == 1:
+            return function(stack, *args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return function(stack, *args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapped
+
+
+@lone_products_on_one_thread
 @torch.inference_mode()
 def evaluate(
     stack: ModelStack,
@@ -338,6 +361,7 @@ def evaluate(
     return (loss_sum / count).tolist(), (correct / count).tolist()
 
 
+@lone_products_on_one_thread
 def train_stack(
     stack: ModelStack,
     optimizer: torch.optim.Optimizer,

@@ -142,7 +142,8 @@ def test_rewind_state_is_the_weights_after_k_steps(fashion_splits):
 )
 def test_a_model_trains_the_same_alone_or_in_any_stack(fashion, optimizer_name, model, precision, augment):
     """Bitwise: model 0 trained alone equals model 0 trained beside 1 or 4 others (other masks,
-    weights and data), so grouping, scheduling and resuming cannot change a run's numbers."""
+    weights and data) and alone on another number of threads, so grouping, scheduling, resuming
+    and a worker's thread count cannot change a run's numbers."""
     lr = 0.05 if optimizer_name == "sgd" else 1.2e-3
     config = ExperimentConfig(
         model=model,
@@ -162,10 +163,15 @@ def test_a_model_trains_the_same_alone_or_in_any_stack(fashion, optimizer_name, 
     splits = [shared, shared] + [make_splits(fashion, 130, 300, seed) for seed in (1, 2, 3)]
     started = tickets(template, 5)
     runs = []
-    for count in (1, 2, 5):
+    threads = torch.get_num_threads()
+    for count, run_threads in ((1, threads), (2, threads), (5, threads), (1, 1 if threads > 1 else 2)):
         models = [ticket.model(template) for ticket in started[:count]]
         masks = [ticket.mask for ticket in started[:count]]
-        results = train_models(models, masks, splits[:count], config, list(range(count)), rewind_iteration=7)
+        torch.set_num_threads(run_threads)  # the last run alone on another thread count
+        try:
+            results = train_models(models, masks, splits[:count], config, list(range(count)), rewind_iteration=7)
+        finally:
+            torch.set_num_threads(threads)
         runs.append((models, results))
     (alone, (first,)) = runs[0]
     for models, results in runs[1:]:
@@ -175,7 +181,7 @@ def test_a_model_trains_the_same_alone_or_in_any_stack(fashion, optimizer_name, 
         assert all(torch.equal(results[0].rewind_state[n], first.rewind_state[n]) for n in first.rewind_state)
         assert results[0].test_acc == first.test_acc
         assert results[0].test_acc_at_early_stop == first.test_acc_at_early_stop
-    models, results = runs[2]
+    models, results = runs[2]  # the stack of 5
     for ticket, result in zip(started, results):
         assert result.nonzero_by_layer == ticket.mask.alive()  # every model's mask held
         assert result.examples == 13 * 130 + 60  # 130 images: epochs of 3 steps (60, 60, 10), 40 steps
