@@ -126,13 +126,12 @@ DATASET_FACTS = {
     "mnist_rgb32": DatasetFacts(60_000, 10_000, RGB32, 10),
     "fashionmnist_rgb32": DatasetFacts(60_000, 10_000, RGB32, 10),
 }
-TRAINING_POOLS = {name: facts.pool for name, facts in DATASET_FACTS.items()}
 
 
 def training_examples(name: str, num_train: int | None, val_size: int | None) -> int:
     """How many examples a run trains on, known without loading the data; ConfigError where the
     sizes do not fit (split_indices checks the same on the data itself)."""
-    return checked_sizes(name, TRAINING_POOLS[name], num_train, val_size)[0]
+    return checked_sizes(name, DATASET_FACTS[name].pool, num_train, val_size)[0]
 
 
 def checked_sizes(name: str, pool: int, num_train: int | None, val_size: int | None) -> tuple[int, int]:

@@ -120,9 +120,6 @@ def _resnet50(in_channels: int, num_classes: int) -> nn.Module:
 
 def build_model(config: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
     """The config's architecture for this input shape, initialized from `seed` (CPU, float32)."""
-    in_features = 1
-    for size in input_shape:
-        in_features *= size
     if CUSTOM.fullmatch(config.model):
         return _custom(config, input_shape, num_classes, seed)
     resnet = CIFAR_RESNET.fullmatch(config.model)
@@ -135,6 +132,7 @@ def build_model(config: ExperimentConfig, input_shape: tuple[int, ...], num_clas
     if config.model.startswith("cifar_vgg_"):
         model = nn.Sequential(*_cifar_vgg(input_shape[0], int(config.model.rsplit("_", 1)[1]), num_classes))
         return _initialized(model, config, seed, "kaiming")
+    in_features = math.prod(input_shape)
     if config.model == "fc":
         layers = _fully_connected(in_features, [config.n_neurons] * config.n_layers, num_classes)
     elif config.model == "lenet300":

@@ -440,9 +440,12 @@ def train_stack(
                 for k, (split, order) in enumerate(zip(splits, orders)):
                     torch.index_select(split.train_images, 0, order[start : start + size], out=batch_images[k, :size])
                     torch.index_select(split.train_labels, 0, order[start : start + size], out=batch_labels[k, :size])
-                    if config.augment == "crop_flip":
-                        rows = slice(start, start + size)
-                        batch_images[k, :size] = augment_batch(batch_images[k, :size], shifts[k][rows], flips[k][rows])
+                if config.augment == "crop_flip":  # every model's images at once, each by its own draws
+                    rows, batch = slice(start, start + size), batch_images[:, :size]
+                    moved = augment_batch(
+                        batch.flatten(0, 1), torch.cat([s[rows] for s in shifts]), torch.cat([f[rows] for f in flips])
+                    )
+                    batch.copy_(moved.view_as(batch))
                 logits = stack.forward(batch_images[:, :size])
                 loss = F.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), batch_labels[:, :size].reshape(-1), reduction="sum"

@@ -8,9 +8,9 @@ import torch
 import torchvision
 
 from lthutils import data
-from lthutils.config import ConfigError
+from lthutils.config import DATASETS, ConfigError
 from lthutils.data import (
-    TRAINING_POOLS,
+    DATASET_FACTS,
     DatasetUnavailableError,
     clear_dataset_cache,
     load_dataset,
@@ -142,8 +142,11 @@ def test_fashion_falls_back_to_debian_package(tmp_path, monkeypatch):
 
 
 def test_training_examples_are_known_without_loading(fashion, digits):
-    for dataset in (fashion, digits):
-        assert TRAINING_POOLS[dataset.name] == len(dataset.train_labels)
+    assert set(DATASET_FACTS) == set(DATASETS)  # every dataset a config allows has its facts
+    for dataset in (fashion, digits, load_dataset("fashionmnist_rgb32")):
+        facts = DATASET_FACTS[dataset.name]
+        assert (facts.pool, facts.test) == (len(dataset.train_labels), len(dataset.test_labels))
+        assert (facts.input_shape, facts.num_classes) == (dataset.input_shape, dataset.num_classes)
         for num_train, val_size in ((None, None), (None, 1000), (300, None)):
             expected = len(split_indices(dataset, num_train, val_size, seed=0)[0])
             assert training_examples(dataset.name, num_train, val_size) == expected
