@@ -1,14 +1,17 @@
 """Publish what a study found, for the repository: rows, verdicts, conclusions and figures.
 
-    python scripts/publish_study.py params/full/ docs/full-study/
+    python scripts/publish_study.py params/full/ docs/results/full/
 
 For each parameter file of the folder (or the files) whose notebook has finished, that is whose
-plan is recorded under its exp_root, writes into the output folder the report of those plans
-alone (lthutils.report.build_report over a staging folder that links only their runs):
+plan is recorded under its exp_root, writes into the output folder's subfolder named after the
+file (docs/results/full/q2/ for q2.yaml) the report of that plan alone
+(lthutils.report.build_report over a staging folder that links only its runs; a question's
+verdicts are corrected over its own settings, so they equal the whole study's report):
 all_results.csv, verdicts.csv, levels.csv, conclusions.md and the figures as PNG, and run.md:
 the commit and platform each run's provenance names (its last writer's), the command, each
 notebook's papermill duration and the rows' training and evaluation time. Never tickets or
-weights. Files not finished are listed as such and left out; rerun when they are.
+weights. Files not finished are named and their folders left as they are, so questions finished
+in different sessions (or on machines since replaced) are published one by one.
 """
 
 from __future__ import annotations
@@ -45,43 +48,45 @@ def recorded_plan(parameter_file: runner.ParameterFile) -> tuple[Path, Path, lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", type=Path, nargs="+", help="parameter files or folders, e.g. params/full/")
-    parser.add_argument("out", type=Path, help="the folder to write, e.g. docs/full-study/")
+    parser.add_argument("out", type=Path, help="the folder to write, e.g. docs/results/full/")
     args = parser.parse_args()
-    files = runner.load_all(args.paths)
-    lines = [f"Published by `python scripts/publish_study.py {' '.join(map(str, args.paths))} {args.out}`.", ""]
+    published = 0
+    for parameter_file in runner.load_all(args.paths):
+        found = recorded_plan(parameter_file)
+        if found is None:
+            print(f"{parameter_file.path}: not finished (no recorded plan): not published")
+            continue
+        publish(parameter_file, *found, args.out / Path(parameter_file.path).stem)
+        published += 1
+    if not published:
+        sys.exit("nothing to publish: no file's notebook has finished")
+
+
+def publish(parameter_file: runner.ParameterFile, plan: Path, exp_root: Path, results: list[Path], out: Path) -> None:
+    """One finished file's report alone, built over a staging folder that links only its runs."""
+    units, _ = runner.planned(parameter_file)
     with tempfile.TemporaryDirectory() as staging:
         exp = Path(staging, "exp")
-        model_roots = set()
-        for parameter_file in files:
-            found = recorded_plan(parameter_file)
-            if found is None:
-                lines.append(f"- {parameter_file.path}: not finished (no recorded plan): not published")
-                continue
-            plan, exp_root, results = found
-            units, _ = runner.planned(parameter_file)
-            model_roots.add(Path(units[0].config.model_root).absolute())
-            (exp / plan.parent.relative_to(exp_root)).mkdir(parents=True, exist_ok=True)
-            shutil.copy(plan, exp / plan.relative_to(exp_root))
-            for path in results:
-                link = exp / path.parent.relative_to(exp_root)
-                if not link.exists():
-                    link.symlink_to(path.parent)
-            lines += describe(parameter_file, exp_root, results)
-        if not model_roots:
-            sys.exit("nothing to publish: no file's notebook has finished")
-        if len(model_roots) > 1:
-            sys.exit(f"the files' tickets live in several model roots ({sorted(map(str, model_roots))}): publish apart")
-        Path(staging, "model_save").symlink_to(model_roots.pop())  # the plans name tickets as ../model_save/...
+        (exp / plan.parent.relative_to(exp_root)).mkdir(parents=True)
+        shutil.copy(plan, exp / plan.relative_to(exp_root))
+        for path in results:
+            link = exp / path.parent.relative_to(exp_root)
+            if not link.exists():
+                link.symlink_to(path.parent)
+        # the plans name tickets as ../model_save/...
+        Path(staging, "model_save").symlink_to(Path(units[0].config.model_root).absolute())
         build_report(exp)
-        args.out.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            shutil.rmtree(out)  # a file's folder is its report alone: nothing left from an older one
+        (out / "figures").mkdir(parents=True)
         for name in REPORT_FILES:
             if (exp / "report" / name).is_file():
-                shutil.copy(exp / "report" / name, args.out / name)
-        (args.out / "figures").mkdir(exist_ok=True)
+                shutil.copy(exp / "report" / name, out / name)
         for png in sorted((exp / "figures").glob("*.png")):
-            shutil.copy(png, args.out / "figures" / png.name)
-    (args.out / "run.md").write_text("\n".join(lines) + "\n")
-    print(f"published: {args.out}")
+            shutil.copy(png, out / "figures" / png.name)
+    command = f"Published by `python scripts/publish_study.py {parameter_file.path} {out.parent}`."
+    (out / "run.md").write_text("\n".join([command, "", *describe(parameter_file, exp_root, results)]) + "\n")
+    print(f"published: {out}")
 
 
 def describe(parameter_file: runner.ParameterFile, exp_root: Path, results: list[Path]) -> list[str]:

@@ -2,7 +2,7 @@
 study's and the full study's, whose settings share their names (Q3's "adam -> sgd" on
 Fashion-MNIST with 800 steps per round in one, on MNIST with 10,000 in the other).
 
-    python scripts/studies_side_by_side.py docs/results/quick/verdicts.csv docs/results/full/verdicts.csv
+    python scripts/studies_side_by_side.py docs/results/quick/verdicts.csv docs/results/full/q3/verdicts.csv
 
 Prints a markdown table per question the second file holds: each setting's verdict, mean
 difference and 95% interval (points) in each study, and the seeds it had.
@@ -11,6 +11,7 @@ difference and 95% interval (points) in each study, and the seeds it had.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,9 @@ def main() -> None:
     parser.add_argument("second", type=Path, help="another's, such as the full study's")
     args = parser.parse_args()
     first, second = (pd.read_csv(path) for path in (args.first, args.second))
-    names = [path.parent.name for path in (args.first, args.second)]
+    folders = [path.absolute().parent for path in (args.first, args.second)]
+    common = Path(os.path.commonpath(folders))
+    names = [str(folder.relative_to(common)) or folder.name for folder in folders]  # "quick", "full/q3"
     table = pd.concat([summary(first).rename(names[0]), summary(second).rename(names[1])], axis=1, join="outer")
     for question in second["question"].unique():
         rows = table.loc[question].fillna("not in this study")

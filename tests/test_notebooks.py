@@ -176,9 +176,10 @@ def test_notebook_parameters_are_the_plans_parameters():
 
 
 @pytest.mark.slow
-def test_a_finished_study_publishes_its_own_rows_verdicts_and_figures(study_run, tmp_path):
-    """scripts/publish_study.py: the finished files' report alone (what docs/full-study/ holds);
-    a file whose notebook has not run is named, not published."""
+def test_a_finished_study_publishes_each_question_alone_with_the_whole_studys_verdicts(study_run, tmp_path):
+    """scripts/publish_study.py: each finished file's report alone in its own folder (what
+    docs/results/full/ holds), with the verdicts of the report over the whole study; a file whose
+    notebook has not run is named, and its folder left as it was."""
     root, _, _ = study_run
     params = tmp_path / "params"
     params.mkdir()
@@ -188,17 +189,26 @@ def test_a_finished_study_publishes_its_own_rows_verdicts_and_figures(study_run,
     unfinished["parameters"]["seeds"] = [0, 1, 2]
     (params / "q5.yaml").write_text(yaml.safe_dump(unfinished))
     out = tmp_path / "published"
+    (out / "q5").mkdir(parents=True)
+    (out / "q5" / "verdicts.csv").write_text("published by an earlier session\n")
     command = [sys.executable, "scripts/publish_study.py", str(params), str(out)]
-    subprocess.run(command, check=True, capture_output=True, cwd=NOTEBOOKS_DIR.parent)
-    rows = pd.read_csv(out / "all_results.csv")
-    assert sorted(rows.groupby("study").size().items()) == sorted(ROWS.items())
+    printed = subprocess.run(command, check=True, capture_output=True, text=True, cwd=NOTEBOOKS_DIR.parent).stdout
+    assert f"{params / 'q5.yaml'}: not finished" in printed
+    assert (out / "q5" / "verdicts.csv").read_text() == "published by an earlier session\n"
+    for key in PARAMETERS:
+        rows = pd.read_csv(out / key / "all_results.csv")
+        assert rows.groupby("study").size().to_dict() == {key: ROWS[key]}
+        assert sorted(path.name.split("_", 1)[1] for path in (out / key / "figures").glob("*.png")) == sorted(
+            f"{name}.png" for name in FIGURES[key]
+        )
+        run = (out / key / "run.md").read_text()
+        trainings = rf"{key}\.yaml: {ROWS[key]} trainings in \d+ runs; the last notebook run .* took \d+\.\d\d h"
+        assert re.search(trainings, run), run
     build_report(root / "exp_result")  # the whole folder holds these plans only: the same verdicts
+    published = pd.concat([pd.read_csv(out / key / "verdicts.csv") for key in PARAMETERS], ignore_index=True)
+    whole = pd.read_csv(root / "exp_result" / "report" / "verdicts.csv")
+    order = ["question", "comparison", "setting"]
     pd.testing.assert_frame_equal(
-        pd.read_csv(out / "verdicts.csv"), pd.read_csv(root / "exp_result" / "report" / "verdicts.csv")
+        published.sort_values(order).reset_index(drop=True), whole.sort_values(order).reset_index(drop=True)
     )
-    assert sorted(path.name.split("_", 1)[1] for path in (out / "figures").glob("*.png")) == sorted(
-        f"{name}.png" for names in FIGURES.values() for name in names
-    )
-    run = (out / "run.md").read_text()
-    assert re.search(r"q2\.yaml: 40 trainings in 4 runs; the last notebook run .* took \d+\.\d\d h", run)
-    assert f"{params / 'q5.yaml'}: not finished" in run and not list(out.glob("*.pt"))
+    assert not list(out.rglob("*.pt"))
