@@ -106,12 +106,12 @@ def imp_one_at_a_time(config: ExperimentConfig) -> float:
         )
         for round_index in range(config.rounds + 1):
             for kind in kinds_at(round_index, config.controls):
-                variant = ticket.variant(kind, setting.template)
+                variant = ticket.variant(kind, setting.template, splits)
                 model = variant.model(setting.template)
                 train(model, variant.mask, splits, config, derive_seed(seed, round_index, "data"))
                 if kind == "ticket":
                     trained = model
-            ticket = Ticket(next_mask(trained, ticket.mask, config), ticket.weights, seed, round_index + 1)
+            ticket = Ticket(next_mask(trained, ticket, config), ticket.weights, seed, round_index + 1)
     return time.perf_counter() - started
 
 

@@ -52,8 +52,14 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reset", help="init, rewind or reinit (fresh weights each round)")
     parser.add_argument("--rewind-iteration", type=int, help="step to rewind to with --reset rewind")
     parser.add_argument(
-        "--controls", help="comma-separated: reinit, random_mask, magnitude_init, retrain (empty for none)"
+        "--mask-criterion", help="large_final (default), magnitude_increase, movement or large_init_large_final"
     )
+    parser.add_argument(
+        "--controls",
+        help="comma-separated: reinit, random_mask, retrain, magnitude_init, snip, grasp, synflow (and each's "
+        "_shuffle, _reinit, _invert), reshuffle, signed_constant (empty for none)",
+    )
+    parser.add_argument("--init-pruning-counts", help="ticket (default: its per-layer counts) or global")
     parser.add_argument("--seeds", type=int, help="number of seeds: 0 .. N-1")
     parser.add_argument("--num-train", type=int, help="class-stratified training subset size")
     parser.add_argument("--val-size", type=int, help="validation examples carved from the training pool")

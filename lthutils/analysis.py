@@ -51,6 +51,22 @@ def still_improving(frame: pd.DataFrame) -> pd.DataFrame:
     return dense.assign(still=~dense["converged"].eq(True)).groupby("setting")["still"].agg(["size", "sum"])
 
 
+def accuracy_at_start(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each kind's validation accuracy (%) before any training, at the weights it starts from
+    (the first point of its curve: theta_0, or the rewind state): a mask's accuracy at
+    initialization, the supermask effect of Zhou et al. Per kind and round: weights remaining,
+    seeds, mean and standard deviation over seeds. Rows without a curve (eval_every 0) are left out."""
+    starts = frame["curve"].map(lambda curve: json.loads(curve)[0][2] * 100 if json.loads(curve) else np.nan)
+    table = frame.assign(start=starts).dropna(subset=["start"])
+    grouped = table.groupby(["kind", "round"], sort=False)
+    return grouped.agg(
+        weights_remaining=("weights_remaining", "first"),
+        seeds=("seed", "nunique"),
+        mean=("start", "mean"),
+        sd=("start", "std"),
+    ).reset_index()
+
+
 def unconverged_settings(frame: pd.DataFrame) -> list[str]:
     """Settings whose dense network did not converge: for at least half of their seeds, its least
     validation loss came at the last evaluation. (Not any one seed: on a plateau the last

@@ -48,6 +48,7 @@ MODELS = (
     "cifar_vgg_16",
     "cifar_vgg_19",
     "resnet50",
+    "alexnet",
 )
 CIFAR_RESNET = re.compile(r"cifar_resnet_([1-9][0-9]*)(?:_([1-9][0-9]*))?")  # OpenLTH's names: depth 6n+2, width
 CUSTOM = re.compile(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)")  # 'module:factory' or 'module:function', importable
@@ -56,7 +57,20 @@ RESETS = ("init", "rewind", "reinit")
 LR_SCHEDULES = ("constant", "one_cycle", "step", "cosine")
 BIAS_INITS = ("zeros", "normal")
 LOSS_REDUCTIONS = ("mean", "sum")
-CONTROLS = ("reinit", "random_mask", "magnitude_init", "retrain")
+INIT_PRUNING = ("magnitude_init", "snip", "grasp", "synflow")  # masks scored at the ticket's starting weights
+ABLATIONS = ("shuffle", "reinit", "invert")  # of each such mask: "snip_invert", ...
+MASK_ONE_ACTIONS = ("reshuffle", "signed_constant")  # the ticket's mask, its survivors set otherwise (Zhou et al.)
+CONTROLS = (
+    "reinit",
+    "random_mask",
+    "magnitude_init",
+    "retrain",
+    *INIT_PRUNING[1:],
+    *MASK_ONE_ACTIONS,
+    *(f"{method}_{ablation}" for method in INIT_PRUNING for ablation in ABLATIONS),
+)
+MASK_CRITERIA = ("large_final", "magnitude_increase", "movement", "large_init_large_final")
+INIT_PRUNING_COUNTS = ("ticket", "global")
 KINDS = ("ticket", *CONTROLS)  # the kinds of training run a results row can hold
 PRUNE_SCOPES = ("layerwise", "global")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -129,6 +143,7 @@ MODEL_DEFAULTS = {
     "cifar_resnet": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
     "cifar_vgg": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global", prune_output=False),
     "resnet50": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
+    "alexnet": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
     "custom": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),  # a user's 'module:factory': LeNet's recipe
 }
 
@@ -189,6 +204,8 @@ LATER_FIELD_DEFAULTS = {
     "loss_reduction": "mean",
     "augment": "none",
     "prune_output": True,
+    "mask_criterion": "large_final",
+    "init_pruning_counts": "ticket",
 }
 
 
@@ -269,11 +286,29 @@ class ExperimentConfig:
         "init",
     )
     rewind_iteration: int = _help("training step whose weights reset='rewind' goes back to", 0)
+    mask_criterion: str = _help(
+        "which weights IMP keeps, scoring the trained weights w_f against those the round started from w_i (Zhou et "
+        "al.): large_final |w_f| (Frankle & Carbin), magnitude_increase |w_f|-|w_i|, movement |w_f-w_i|, "
+        "large_init_large_final (large in both: the smaller of the two ranks within its layer); needs prune_scope "
+        "layerwise or global",
+        "large_final",
+    )
     controls: tuple[str, ...] = _help(
-        "controls trained at each pruned round: reinit (the mask from a fresh init), random_mask (a random mask of "
-        "the same per-layer counts on the ticket's weights), magnitude_init (the largest |theta_0| at those counts), "
-        "retrain (the ticket itself with another data order: a null control, its true difference is zero)",
+        "controls trained at each pruned round beside the ticket: reinit (its mask from a fresh init), random_mask "
+        "(a random mask of the same per-layer counts on its weights), retrain (the ticket itself with another data "
+        "order: a null control, its true difference is zero); pruning at initialization scored at the ticket's "
+        "starting weights: magnitude_init (largest |w|), snip (|w * dL/dw|), grasp (w * Hg), synflow (iterative "
+        "synaptic flow), each with the ablations <method>_shuffle (positions shuffled within each layer), "
+        "<method>_reinit (fresh weights) and <method>_invert (the lowest scores kept); mask-1 actions on the ticket's "
+        "mask (Zhou et al.): reshuffle (its survivors' starting values permuted within each layer), signed_constant "
+        "(each survivor the sign of its starting value times its layer's starting standard deviation)",
         ("reinit",),
+    )
+    init_pruning_counts: str = _help(
+        "how many weights the pruning-at-initialization controls keep per layer: ticket (the ticket's per-layer "
+        "counts, like random_mask: then <method>_shuffle is a random mask at those counts), or global (the method's "
+        "own scores across layers choose, at the ticket's total count, as SNIP, GraSP and SynFlow prune)",
+        "ticket",
     )
     bias_init: str = _help("zeros (Frankle & Carbin), or normal: N(0, 1) biases, as the original study", "zeros")
     seeds: tuple[int, ...] = _help("one IMP run per seed", (0,))
@@ -428,6 +463,12 @@ def validate(config: ExperimentConfig) -> None:
 
         prune_function(config.prune_scope)
     _check_choice("reset", config.reset, RESETS)
+    _check_choice("mask_criterion", config.mask_criterion, MASK_CRITERIA)
+    _check_choice("init_pruning_counts", config.init_pruning_counts, INIT_PRUNING_COUNTS)
+    if config.mask_criterion != "large_final" and config.prune_scope not in (None, *PRUNE_SCOPES):
+        raise ConfigError(
+            "mask_criterion", config.mask_criterion, f"large_final with your own prune_scope {config.prune_scope!r}"
+        )
     _check_choice("lr_schedule", config.lr_schedule, LR_SCHEDULES)
     _check_choice("bias_init", config.bias_init, BIAS_INITS)
     _check_choice("loss_reduction", config.loss_reduction, LOSS_REDUCTIONS)

@@ -250,16 +250,16 @@ def _train_on_target(
     config = setting.config
     _start_run(setting, store, {})
     done = store.done()
+    splits_of = {seed: setting.splits(seed) for seed in config.seeds}
     items = []
     for seed in config.seeds:
         for round_index in rounds:
             ticket = Ticket.load(tickets / f"seed{seed}" / f"round{round_index}.pt")
             items += [
-                (ticket.variant(kind, setting.template), kind)
+                (ticket.variant(kind, setting.template, splits_of[seed], config.init_pruning_counts), kind)
                 for kind in kinds_at(round_index, config.controls)
                 if (seed, round_index, kind) not in done
             ]
-    splits_of = {seed: setting.splits(seed) for seed in config.seeds}
     for ticket, kind, _, result in train_tickets(items, setting.template, splits_of, config, setting.device):
         row = result_row(config, ticket, kind, result, splits_of[ticket.seed], setting.template)
         store.append({**row, **source_columns})  # rows land as each batch finishes

@@ -5,10 +5,12 @@ the survivors reset to theta_0 (`reset='init'`), to the weights after `rewind_it
 round 0 (`reset='rewind'`), or to fresh random weights (`reset='reinit'`, the original study's
 reinit=True trajectory; not Frankle & Carbin's reinit control, whose mask comes from the
 ticket's trunk): that mask and those weights are the ticket of round r+1,
-saved before it is trained, so a rerun resumes after the last finished round. Controls branch
-off each pruned round: `reinit` trains the same mask from a fresh random init, `random_mask` a
-random mask with the same per-layer counts from the ticket's weights, `magnitude_init` the
-largest |theta_0| at those counts. All kinds of one round see the same data order, except
+saved before it is trained, so a rerun resumes after the last finished round. Which weights
+survive is the config's mask criterion (|theta_T| by default). Controls branch off each pruned
+round (config.CONTROLS): `reinit` trains the same mask from a fresh random init, `random_mask` a
+random mask with the same per-layer counts from the ticket's weights, the pruning-at-init masks
+(lthutils.init_pruning) and their ablations score the ticket's starting weights, and the mask-1
+actions set its survivors otherwise. All kinds of one round see the same data order, except
 `retrain`: the ticket itself trained on another order, a comparison whose true difference is
 zero (the decision rule must not call it better or worse).
 """
@@ -27,13 +29,14 @@ import torch
 from torch import nn
 
 from lthutils import monitor
-from lthutils.config import ConfigError, ExperimentConfig
+from lthutils.config import ABLATIONS, INIT_PRUNING, ConfigError, ExperimentConfig
 from lthutils.data import Splits
+from lthutils.init_pruning import init_mask
 from lthutils.models import forward_flops, initialize
 from lthutils.pruning import (
     Mask,
+    criterion_scores,
     layer_rates,
-    magnitude_mask,
     prune_global,
     prune_layerwise,
     prune_with,
@@ -90,19 +93,53 @@ class Ticket:
                 params[name].mul_(m)
         return model
 
-    def variant(self, kind: str, template: nn.Module) -> Ticket:
-        """The ticket itself (also for 'retrain', which differs in its data order: data_seed), or its
-        reinit / random-mask (seeded by seed and round) / magnitude-at-init control."""
+    def variant(self, kind: str, template: nn.Module, splits: Splits | None = None, counts: str = "ticket") -> Ticket:
+        """The ticket itself (also for 'retrain', which differs in its data order: data_seed), or one
+        of its controls (config.CONTROLS; random draws seeded by seed, round and kind). The
+        pruning-at-initialization masks score this ticket's starting weights on `splits` (SNIP
+        and GraSP use its training examples) and keep the ticket's per-layer counts, or with
+        counts='global' its total count."""
         if kind in ("ticket", "retrain"):
             return self
-        if kind == "reinit":
-            return Ticket(
-                self.mask, fresh_weights(template, derive_seed(self.seed, self.round, kind)), self.seed, self.round
-            )
-        if kind == "magnitude_init":
-            return Ticket(magnitude_mask(self.mask, self.weights), self.weights, self.seed, self.round)
         generator = torch.Generator().manual_seed(derive_seed(self.seed, self.round, kind))
-        return Ticket(random_mask(self.mask, generator), self.weights, self.seed, self.round)
+
+        def fresh() -> dict[str, torch.Tensor]:
+            return fresh_weights(template, derive_seed(self.seed, self.round, kind))
+
+        method, _, ablation = kind.rpartition("_")
+        if kind in INIT_PRUNING or (method in INIT_PRUNING and ablation in ABLATIONS):
+            method = kind if kind in INIT_PRUNING else method
+            if method != "magnitude_init" and splits is None:
+                raise ValueError(f"the {kind} control scores weights on training data: pass the splits")
+            mask = init_mask(
+                method, template, self.weights, self.mask.alive(), splits, counts == "global", ablation == "invert"
+            )
+            if ablation == "shuffle":
+                mask = random_mask(mask, generator)
+            return Ticket(mask, fresh() if ablation == "reinit" else self.weights, self.seed, self.round)
+        if kind == "reinit":
+            return Ticket(self.mask, fresh(), self.seed, self.round)
+        if kind == "random_mask":
+            return Ticket(random_mask(self.mask, generator), self.weights, self.seed, self.round)
+        return Ticket(self.mask, mask_one_action(kind, self.weights, self.mask, generator), self.seed, self.round)
+
+
+def mask_one_action(
+    action: str, weights: dict[str, torch.Tensor], mask: Mask, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """`weights` with each masked entry's survivors set by a mask-1 action (Zhou et al.): reshuffle
+    permutes their values within the entry; signed_constant makes each the sign of its value times
+    the standard deviation of the whole entry's values. Other parameters (biases, batch norm) kept."""
+    new = dict(weights)
+    for name, m in mask.items():
+        values = weights[name].detach().clone()
+        flat, alive = values.flatten(), torch.nonzero(m.flatten()).flatten()
+        if action == "reshuffle":
+            flat[alive] = flat[alive[torch.randperm(len(alive), generator=generator)]]
+        else:
+            flat[alive] = flat[alive].sign() * weights[name].float().std().to(flat.dtype)
+        new[name] = values
+    return new
 
 
 def data_seed(ticket: Ticket, kind: str) -> int:
@@ -111,18 +148,21 @@ def data_seed(ticket: Ticket, kind: str) -> int:
     return derive_seed(ticket.seed, ticket.round, "data", *(("retrain",) if kind == "retrain" else ()))
 
 
-def next_mask(model: nn.Module, mask: Mask, config: ExperimentConfig) -> Mask:
-    """Prune the trained `model`'s weights under `mask` by the config's scope and rates."""
+def next_mask(model: nn.Module, ticket: Ticket, config: ExperimentConfig) -> Mask:
+    """Prune the trained `model`'s weights under the ticket's mask by the config's scope, rates and
+    mask criterion (which compares them with the ticket's starting weights)."""
+    mask = ticket.mask
     # a diverged run's non-finite weights rank as zeros: pruned first, the mask stays well-formed
     weights = {
         name: torch.nan_to_num(p.detach(), 0.0, 0.0, 0.0) for name, p in model.named_parameters() if name in mask
     }
-    if config.prune_scope == "global":
-        return prune_global(weights, mask, config.prune_rate)
-    if config.prune_scope != "layerwise":
+    if config.prune_scope not in ("layerwise", "global"):
         return prune_with(config.prune_scope, weights, mask, config.prune_rate)
+    scores = criterion_scores(config.mask_criterion, ticket.weights, weights, mask)
+    if config.prune_scope == "global":
+        return prune_global(weights, mask, config.prune_rate, scores)
     rates = layer_rates(model, mask, config.prune_rate, config.prune_rate_conv, config.prune_rate_output)
-    return prune_layerwise(weights, mask, rates)
+    return prune_layerwise(weights, mask, rates, scores)
 
 
 def projected_remaining(template: nn.Module, config: ExperimentConfig) -> list[float]:
@@ -288,7 +328,7 @@ def run_imp(
             ):
                 trunk.append((ticket, "ticket"))
             controls += [
-                (ticket.variant(kind, template), kind)
+                (ticket.variant(kind, template, splits_of[seed], config.init_pruning_counts), kind)
                 for kind in kinds_at(round_index, config.controls)[1:]
                 if (seed, round_index, kind) not in done
             ]
@@ -302,7 +342,7 @@ def run_imp(
                 reset_to = result.rewind_state if rewind_iteration else ticket.weights
                 if config.reset == "reinit":
                     reset_to = fresh_weights(template, derive_seed(ticket.seed, round_index + 1, "reset"))
-                mask = next_mask(model.cpu(), ticket.mask, config)
+                mask = next_mask(model.cpu(), ticket, config)
                 Ticket(mask, reset_to, ticket.seed, round_index + 1).save(
                     store.ticket_path(ticket.seed, round_index + 1), store.run_id
                 )

@@ -118,6 +118,29 @@ def _resnet50(in_channels: int, num_classes: int) -> nn.Module:
     return model
 
 
+def _alexnet(in_channels: int, num_classes: int) -> list[nn.Module]:
+    """AlexNet for 32x32 images as bearpaw/pytorch-classification adapts it (2.47 M parameters at
+    10 classes): five convs (11x11 stride 4, 5x5, three 3x3), three max pools, one linear layer.
+    The last pool is adaptive (a 2x2 map at 32x32, as its 2x2 pool), so 28x28 inputs fit too."""
+    return [
+        nn.Conv2d(in_channels, 64, 11, stride=4, padding=5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 192, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(192, 384, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(256, num_classes),
+    ]
+
+
 def build_model(config: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
     """The config's architecture for this input shape, initialized from `seed` (CPU, float32)."""
     if CUSTOM.fullmatch(config.model):
@@ -132,6 +155,8 @@ def build_model(config: ExperimentConfig, input_shape: tuple[int, ...], num_clas
     if config.model.startswith("cifar_vgg_"):
         model = nn.Sequential(*_cifar_vgg(input_shape[0], int(config.model.rsplit("_", 1)[1]), num_classes))
         return _initialized(model, config, seed, "kaiming")
+    if config.model == "alexnet":
+        return _initialized(nn.Sequential(*_alexnet(input_shape[0], num_classes)), config, seed, "kaiming")
     in_features = math.prod(input_shape)
     if config.model == "fc":
         layers = _fully_connected(in_features, [config.n_neurons] * config.n_layers, num_classes)

@@ -35,14 +35,19 @@ PANEL_HEIGHT = 2.2  # inches per row of panels
 DPI = 150  # the report shows each PNG at its own size: 870 pixels wide
 WEIGHTS_LABEL = "weights remaining (%, log scale)"
 WHEN = {"test_acc_at_early_stop": "at early stop", "test_acc": "at the end of training"}
-MARKERS = {"ticket": "o", "reinit": "X", "random_mask": "s", "magnitude_init": "^", "retrain": "D"}
-DASHES = {
+BASE_MARKERS = {"ticket": "o", "reinit": "X", "random_mask": "s", "magnitude_init": "^", "retrain": "D"}
+BASE_DASHES = {
     "ticket": "",
     "reinit": (4, 1.5),
     "random_mask": (1, 1),
     "magnitude_init": (3, 1.25, 1.5, 1.25),
     "retrain": (6, 2),
 }
+# the other controls (pruning at initialization, its ablations, mask-1 actions) cycle through these
+OTHER_MARKERS = ("v", "P", "*", "<", ">", "h", "p", "d")
+OTHER_DASHES = ((2, 2), (5, 1, 1, 1), (8, 2), (1, 2), (3, 3, 1, 3))
+MARKERS = {kind: BASE_MARKERS.get(kind, OTHER_MARKERS[index % len(OTHER_MARKERS)]) for index, kind in enumerate(KINDS)}
+DASHES = {kind: BASE_DASHES.get(kind, OTHER_DASHES[index % len(OTHER_DASHES)]) for index, kind in enumerate(KINDS)}
 VERDICT_MARKERS = {"better": "^", "equivalent": "s", "worse": "v", "inconclusive": "o", "unconverged": "x"}
 
 sns.set_theme(

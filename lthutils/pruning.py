@@ -1,4 +1,4 @@
-"""Masks and unstructured magnitude pruning: layer-wise, global and the random-mask control.
+"""Masks and unstructured pruning: layer-wise, global, by mask criterion, and the control masks.
 
 Pruning is pure: it takes weights and a CPU mask and returns a new CPU mask. Each call prunes a fraction
 of the weights still alive; the count is `round(rate * alive)` (Python's rounding, as
@@ -135,42 +135,95 @@ def _magnitudes(weight: torch.Tensor) -> torch.Tensor:
     return weight.detach().abs().flatten().float().cpu()
 
 
+def _ranking(weights: dict[str, torch.Tensor], scores: dict[str, torch.Tensor] | None, name: str) -> torch.Tensor:
+    """What an entry's weights are ranked by, larger kept: `scores` if given, else |weights|."""
+    return _magnitudes(weights[name]) if scores is None else scores[name].detach().flatten().float().cpu()
+
+
 def _smallest_alive(scores: torch.Tensor, alive: torch.Tensor, count: int) -> torch.Tensor:
     """Flat indices of the `count` smallest scores among alive entries, lower index first on ties."""
     keyed = torch.where(alive.bool(), scores, torch.full_like(scores, float("inf")))
     return torch.sort(keyed, stable=True).indices[:count]
 
 
-def prune_layerwise(weights: dict[str, torch.Tensor], mask: Mask, rates: dict[str, float]) -> Mask:
-    """Each entry loses round(rate * alive) of its alive weights, smallest magnitude first."""
+def prune_layerwise(
+    weights: dict[str, torch.Tensor],
+    mask: Mask,
+    rates: dict[str, float],
+    scores: dict[str, torch.Tensor] | None = None,
+) -> Mask:
+    """Each entry loses round(rate * alive) of its alive weights, smallest magnitude (or score) first."""
     new = {}
     for name, m in mask.items():
         flat = m.flatten().clone()
-        flat[_smallest_alive(_magnitudes(weights[name]), flat, round(rates[name] * int(flat.sum())))] = 0
+        flat[_smallest_alive(_ranking(weights, scores, name), flat, round(rates[name] * int(flat.sum())))] = 0
         new[name] = flat.view_as(m)
     return Mask(new)
 
 
-def prune_global(weights: dict[str, torch.Tensor], mask: Mask, rate: float) -> Mask:
-    """One magnitude threshold across all entries: round(rate * alive) weights go in total."""
+def prune_global(
+    weights: dict[str, torch.Tensor], mask: Mask, rate: float, scores: dict[str, torch.Tensor] | None = None
+) -> Mask:
+    """One magnitude (or score) threshold across all entries: round(rate * alive) weights go in total."""
     names = list(mask)
-    scores = torch.cat([_magnitudes(weights[n]) for n in names])
+    ranking = torch.cat([_ranking(weights, scores, n) for n in names])
     flat = torch.cat([mask[n].flatten() for n in names])
-    flat[_smallest_alive(scores, flat, round(rate * int(flat.sum())))] = 0
+    flat[_smallest_alive(ranking, flat, round(rate * int(flat.sum())))] = 0
     pieces = flat.split([mask[n].numel() for n in names])
     return Mask({n: piece.view_as(mask[n]) for n, piece in zip(names, pieces)})
+
+
+def criterion_scores(
+    criterion: str, initial: dict[str, torch.Tensor], final: dict[str, torch.Tensor], mask: Mask
+) -> dict[str, torch.Tensor] | None:
+    """The scores (larger kept) of a mask criterion (config.MASK_CRITERIA) for each entry, from the
+    weights a round started from and those it trained to; None for large_final (|final|, the
+    pruning functions' default). large_init_large_final keeps weights large in both: the smaller of
+    their two ranks within the entry's alive weights, so a threshold on it is one percentile on
+    |w_i| and |w_f| at once (Zhou et al.'s quadrant) and counts stay exact."""
+    if criterion == "large_final":
+        return None
+    scores = {}
+    for name, m in mask.items():
+        w_i, w_f = initial[name].detach().float().cpu(), final[name].detach().float().cpu()
+        if criterion == "magnitude_increase":
+            scores[name] = w_f.abs() - w_i.abs()
+        elif criterion == "movement":
+            scores[name] = (w_f - w_i).abs()
+        else:
+            alive = m.bool().flatten()
+            ranks = [
+                torch.where(alive, w.abs().flatten(), torch.tensor(-1.0)).argsort(stable=True).argsort()
+                for w in (w_i, w_f)
+            ]
+            scores[name] = torch.minimum(*ranks).float().view_as(m)
+    return scores
+
+
+def keep_largest(scores: dict[str, torch.Tensor], counts: dict[str, int]) -> Mask:
+    """A mask keeping each entry's `counts[name]` largest scores (lower index first on ties)."""
+    new = {}
+    for name, count in counts.items():
+        flat = torch.zeros(scores[name].numel())
+        flat[torch.sort(scores[name].detach().flatten().cpu(), descending=True, stable=True).indices[:count]] = 1
+        new[name] = flat.view_as(scores[name])
+    return Mask(new)
+
+
+def keep_largest_overall(scores: dict[str, torch.Tensor], total: int) -> Mask:
+    """A mask keeping the `total` largest scores across all entries (lower index first on ties)."""
+    names = list(scores)
+    flat = torch.zeros(sum(scores[n].numel() for n in names))
+    ranking = torch.cat([scores[n].detach().flatten().cpu() for n in names])
+    flat[torch.sort(ranking, descending=True, stable=True).indices[:total]] = 1
+    pieces = flat.split([scores[n].numel() for n in names])
+    return Mask({n: piece.view_as(scores[n]) for n, piece in zip(names, pieces)})
 
 
 def magnitude_mask(mask: Mask, weights: dict[str, torch.Tensor]) -> Mask:
     """A mask with the same number alive in each entry as `mask`, keeping the entry's largest
     |weights| (lower index first on ties): with theta_0, magnitude pruning at initialization."""
-    new = {}
-    for name, m in mask.items():
-        flat = torch.zeros(m.numel())
-        order = torch.sort(_magnitudes(weights[name]), descending=True, stable=True).indices
-        flat[order[: int(m.sum())]] = 1
-        new[name] = flat.view_as(m)
-    return Mask(new)
+    return keep_largest({name: _magnitudes(weights[name]).view_as(m) for name, m in mask.items()}, mask.alive())
 
 
 def random_mask(mask: Mask, generator: torch.Generator) -> Mask:

@@ -257,6 +257,8 @@ RECIPE_FIELDS = (  # config fields a notebook's `recipe` may set for every run o
     "prune_rate_conv",
     "prune_rate_output",
     "prune_biases",
+    "mask_criterion",
+    "init_pruning_counts",
 )
 
 

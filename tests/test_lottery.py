@@ -141,9 +141,10 @@ def test_seeds_differ(tiny):
 
 def test_next_mask_uses_the_trained_weights(template):
     config = ExperimentConfig(prune_scope="global", prune_rate=0.5).resolved()
-    mask = next_mask(template, Mask.ones(template), config)
+    dense = Ticket(Mask.ones(template), fresh_weights(template, 1), seed=0, round=0)
+    mask = next_mask(template, dense, config)
     assert sum(mask.alive().values()) == 266200 - 133100
-    layerwise = next_mask(template, Mask.ones(template), ExperimentConfig().resolved())
+    layerwise = next_mask(template, dense, ExperimentConfig().resolved())
     assert layerwise.alive() == {"1.weight": 188160, "3.weight": 24000, "5.weight": 900}
 
 

@@ -61,7 +61,8 @@ def test_normal_biases_for_the_original_study():
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), copy.parameters()))
 
 
-@pytest.mark.parametrize(  # OpenLTH's counts (models/test/test_cifar_*.py) and torchvision's ResNet-50 at 10 classes
+@pytest.mark.parametrize(  # OpenLTH's counts (models/test/test_cifar_*.py), torchvision's ResNet-50 at 10 classes
+    # and bearpaw/pytorch-classification's CIFAR AlexNet (2.47 M in its README)
     "model, params",
     [
         ("cifar_resnet_20", 272_474),
@@ -72,6 +73,7 @@ def test_normal_biases_for_the_original_study():
         ("cifar_vgg_16", 14_728_266),
         ("cifar_vgg_19", 20_040_522),
         ("resnet50", 23_528_522),
+        ("alexnet", 2_472_266),
     ],
 )
 def test_cifar_models_have_their_published_parameter_counts(model, params):

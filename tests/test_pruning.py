@@ -6,6 +6,7 @@ from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.models import build_model
 from lthutils.pruning import (
     Mask,
+    criterion_scores,
     layer_rates,
     magnitude_mask,
     prunable_parameters,
@@ -188,3 +189,36 @@ def test_prune_functions_by_registered_name_or_module_path(lenet):
         ExperimentConfig(prune_scope="largest")
     with pytest.raises(ConfigError, match="prune function name='global' is not allowed"):
         register_prune_function("global", prune_first_layer_only)
+
+
+def test_mask_criteria_score_the_start_and_end_of_a_round():
+    """Zhou et al.'s criteria on known weights: magnitude_increase |w_f| - |w_i|, movement
+    |w_f - w_i|; large_final is the pruning functions' default (None)."""
+    initial = {"w": torch.tensor([1.0, -2.0, 0.5, 0.1])}
+    final = {"w": torch.tensor([-3.0, -1.0, 0.5, 0.0])}
+    mask = Mask({"w": torch.ones(4)})
+    assert criterion_scores("large_final", initial, final, mask) is None
+    increase = criterion_scores("magnitude_increase", initial, final, mask)["w"]
+    assert increase.tolist() == pytest.approx([2.0, -1.0, 0.0, -0.1])
+    assert criterion_scores("movement", initial, final, mask)["w"].tolist() == pytest.approx([4.0, 1.0, 0.0, 0.1])
+    # magnitude_increase prunes the weight that shrank most, which |w_f| would have kept
+    assert prune_layerwise(final, mask, {"w": 0.25}, {"w": increase})["w"].tolist() == [1, 0, 1, 1]
+    assert prune_layerwise(final, mask, {"w": 0.25})["w"].tolist() == [1, 1, 1, 0]
+
+
+def test_large_init_large_final_keeps_the_weights_large_at_both_ends():
+    """The kept weights are those above one percentile of |w_i| and |w_f| at once (the quadrant),
+    and counts stay exact; pruned weights stay pruned."""
+    generator = torch.Generator().manual_seed(0)
+    initial = {"w": torch.randn(400, generator=generator)}
+    final = {"w": initial["w"] + 0.8 * torch.randn(400, generator=generator)}
+    alive = torch.ones(400)
+    alive[:40] = 0
+    mask = Mask({"w": alive})
+    scores = criterion_scores("large_init_large_final", initial, final, mask)
+    kept = prune_layerwise(final, mask, {"w": 0.5}, scores)["w"].bool()
+    assert int(kept.sum()) == 360 - 180 and not kept[:40].any()
+    smallest_kept = [w.abs()[kept].min() for w in (initial["w"], final["w"])]
+    # every alive weight left out is below the kept set's floor at one end or the other
+    for index in torch.nonzero(alive.bool() & ~kept).flatten().tolist():
+        assert any(bool(w.abs()[index] < floor) for w, floor in zip((initial["w"], final["w"]), smallest_kept))
