@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -62,6 +63,8 @@ def check_scheduler(scheduler: str, workers: int | None = None) -> None:
         scheduler in ("local", "none") or re.fullmatch(r"(tcp|tls|ws|wss|ucx)://\S+", scheduler)
     ):
         raise ConfigError("scheduler", scheduler, SCHEDULERS)
+    if scheduler != "none" and importlib.util.find_spec("distributed") is None:
+        raise ConfigError("scheduler", scheduler, "'none', or Dask installed: pip install 'lthutils[dask]'")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError("workers", workers, "a positive number of worker processes")
 

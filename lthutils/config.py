@@ -143,7 +143,7 @@ MODEL_DEFAULTS = {
     "cifar_resnet": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
     "cifar_vgg": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global", prune_output=False),
     "resnet50": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
-    "alexnet": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
+    "alexnet": ModelDefaults("sgd", 0.01, 128, 0.2, 0.2, "global"),  # at 0.1 (no batch norm) it diverged here
     "custom": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),  # a user's 'module:factory': LeNet's recipe
 }
 
@@ -321,7 +321,11 @@ class ExperimentConfig:
         "fp32, or bf16: matrix products in bfloat16 (weights, optimizer state, masks and loss stay float32)", "fp32"
     )
     device: str = _help("auto, cpu, cuda or mps", "auto")
-    data_root: str | None = _help("dataset folder; None: $LTH_DATA_ROOT or data/", None)
+    data_root: str | None = _help(
+        "dataset folder; None: $LTH_DATA_ROOT, else data/ in the checkout (in the working directory for an "
+        "installed package)",
+        None,
+    )
     exp_root: str = _help("where results go", "exp_result")
     model_root: str = _help("where tickets go", "model_save")
     quiet: bool = _help("hide progress bars", False)

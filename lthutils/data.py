@@ -94,8 +94,10 @@ class Splits:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The dataset folder: the argument, else $LTH_DATA_ROOT, else data/ in the repository."""
-    return Path(root or os.environ.get("LTH_DATA_ROOT") or REPO_ROOT / "data")
+    """The dataset folder: the argument, else $LTH_DATA_ROOT, else data/ in the repository (in the
+    working directory when lthutils is an installed package rather than a checkout)."""
+    checkout = (REPO_ROOT / "pyproject.toml").is_file()
+    return Path(root or os.environ.get("LTH_DATA_ROOT") or (REPO_ROOT / "data" if checkout else "data"))
 
 
 def default_val_size(pool_size: int) -> int:
