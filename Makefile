@@ -56,5 +56,6 @@ bench: setup
 	$(PY) bench/profile_step.py --precision bf16
 	$(PY) bench/cluster_speed.py
 	$(PY) bench/grouping_speed.py
+	$(PY) bench/tracker_overhead.py
 	$(PY) bench/profile_study.py params/full/
 	$(PY) bench/eval_share.py exp_result

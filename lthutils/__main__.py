@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from lthutils.config import DATASETS, PRECISIONS, ConfigError, ExperimentConfig, read_yaml
+from lthutils.config import DATASETS, PRECISIONS, ConfigError, ExperimentConfig, check_tracker, read_yaml
 from lthutils.data import load_dataset
 from lthutils.experiments import evaluate_tickets, find_tickets
 
@@ -66,6 +66,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, help="steps between evaluations")
     parser.add_argument("--precision", help="fp32, or bf16 (matrix products in bfloat16)")
     parser.add_argument("--device", help="auto, cpu, cuda or mps")
+    parser.add_argument("--tracker", help="none (default), tensorboard, mlflow or wandb: where runs are also logged")
     parser.add_argument("--quiet", action="store_true", default=None, help="hide progress bars")
 
 
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
             "bf16 was measured to leave the conclusions unchanged)",
         )
         notebook_command.add_argument(
+            "--tracker", help="every file's tracker: none, tensorboard, mlflow or wandb (each run also logged there)"
+        )
+        notebook_command.add_argument(
             "--seeds-until-decided",
             metavar="START,STEP,MAX[,SPENDING]",
             help="every file's seeds in batches until decided: START seeds, then STEP more for each setting still "
@@ -157,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     report = commands.add_parser("report", help="collect every results.csv into an HTML report")
     report.add_argument("--exp-root", type=Path, default=Path("exp_result"), help="the results folder")
+    report.add_argument(
+        "--tracker", help="also log the report (pages, verdicts, figures) to tensorboard, mlflow or wandb"
+    )
     try:
         args = parser.parse_args(argv)
     except _UsageError as error:
@@ -190,7 +197,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from lthutils.report import build_report  # seaborn and matplotlib: only for the report
 
-            print(f"report: {build_report(args.exp_root)}")
+            if args.tracker is not None:
+                check_tracker(args.tracker)  # before the report's work
+            page = build_report(args.exp_root)
+            if args.tracker not in (None, "none"):
+                from lthutils.tracking import log_report
+
+                log_report(args.tracker, args.exp_root, page.parent)
+            print(f"report: {page}")
         elif args.command == "summarize":
             path = args.results / "results.csv" if args.results.is_dir() else args.results
             print(summarize(path))
@@ -207,9 +221,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    """Notebook parameters the command line sets for every file: --precision, and
+    """Notebook parameters the command line sets for every file: --precision, --tracker, and
     --seeds-until-decided's seeds."""
     overrides = {}
+    if args.tracker is not None:
+        check_tracker(args.tracker)
+        overrides["tracker"] = args.tracker
     if args.precision is not None:
         if args.precision not in PRECISIONS:
             raise ConfigError("--precision", args.precision, " or ".join(PRECISIONS))

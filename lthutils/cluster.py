@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lthutils import monitor
+from lthutils import monitor, tracking
 from lthutils.config import ConfigError
 from lthutils.cost import seed_groups, task_seconds
 from lthutils.experiments import SOURCE_FILE, record_run
@@ -280,4 +280,6 @@ def write_back(task: Unit, wrote: Files) -> None:
     rows = read_results(task.results_path, wrote["exp"]["results.csv"])
     rows = rows[rows["seed"].isin(config.seeds)].to_dict("records")
     done = store.done()
-    store.append(*[row for row in rows if (row["seed"], row["round"], row["kind"]) not in done])
+    new = [row for row in rows if (row["seed"], row["round"], row["kind"]) not in done]
+    store.append(*new)
+    tracking.log_rows(config, store, *new)  # trained on another filesystem: logged where its rows land

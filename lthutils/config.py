@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import importlib.util
 import json
 import math
 import re
@@ -75,6 +76,7 @@ KINDS = ("ticket", *CONTROLS)  # the kinds of training run a results row can hol
 PRUNE_SCOPES = ("layerwise", "global")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
+TRACKERS = ("none", "tensorboard", "mlflow", "wandb")  # lthutils.tracking
 MAX_YAML_BYTES = 1_000_000  # a parameter or config file is a few lines
 
 
@@ -192,6 +194,7 @@ NON_IDENTITY_FIELDS = (
     "data_root",
     "exp_root",
     "model_root",
+    "tracker",
 )
 
 # Options added after runs existed: left out of a run's identity at their defaults, so that the
@@ -320,6 +323,12 @@ class ExperimentConfig:
     precision: str = _help(
         "fp32, or bf16: matrix products in bfloat16 (weights, optimizer state, masks and loss stay float32)", "fp32"
     )
+    tracker: str = _help(
+        "where each training run is also logged: none, tensorboard (event files in its run folder), mlflow "
+        "($MLFLOW_TRACKING_URI, else <exp_root>/mlflow.db, artifacts in <exp_root>/mlflow-artifacts) or wandb "
+        "(offline unless $WANDB_MODE; <exp_root>/wandb); each needs its library: pip install 'lthutils[trackers]'",
+        "none",
+    )
     device: str = _help("auto, cpu, cuda or mps", "auto")
     data_root: str | None = _help(
         "dataset folder; None: $LTH_DATA_ROOT, else data/ in the checkout (in the working directory for an "
@@ -447,6 +456,13 @@ def _check_model(model: Any) -> None:
         raise ConfigError("model", model, "one of " + ", ".join(MODELS) + ", or an importable 'module:factory'")
 
 
+def check_tracker(name: Any) -> None:
+    """ConfigError unless `name` is a tracker whose library is installed (found, not imported)."""
+    _check_choice("tracker", name, TRACKERS)
+    if name != "none" and importlib.util.find_spec(name) is None:
+        raise ConfigError("tracker", name, f"{name} installed: pip install 'lthutils[trackers]'")
+
+
 def validate(config: ExperimentConfig) -> None:
     """Raise ConfigError for the first field that is out of its allowed range."""
     for name in ("name", "exp_root", "model_root"):
@@ -478,6 +494,7 @@ def validate(config: ExperimentConfig) -> None:
     _check_choice("loss_reduction", config.loss_reduction, LOSS_REDUCTIONS)
     _check_choice("device", config.device, DEVICES)
     _check_choice("precision", config.precision, PRECISIONS)
+    check_tracker(config.tracker)
     for name in ("n_layers", "n_neurons", "rounds"):
         _check_positive(name, getattr(config, name))
     for name in ("batch_size", "epochs", "iterations", "num_train", "val_size"):

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lthutils import tracking
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import DATASET_FACTS, Dataset, Splits, load_dataset, make_splits, split_indices, training_examples
 from lthutils.lottery import Ticket, kinds_at, result_row, run_imp, train_tickets
@@ -187,7 +188,9 @@ def adopt_finished(config: ExperimentConfig) -> int:
             made_by = json.loads((Path(sources[0]) / "provenance.json").read_text())
             made_by[COPIED] = sources
             record_run(store, dataclasses.replace(config.resolved(), seeds=seeds), made_by)
-        store.append(*found.drop(columns=["checksum", "copied_from"]).to_dict("records"))
+        copied = found.drop(columns=["checksum", "copied_from"]).to_dict("records")
+        store.append(*copied)
+        tracking.log_rows(config, store, *copied)
     rows = len(found)
     LOG.info("%s: %d finished rows copied from %s", store.dir, rows, ", ".join(sources))
     return rows
@@ -263,3 +266,4 @@ def _train_on_target(
     for ticket, kind, _, result in train_tickets(items, setting.template, splits_of, config, setting.device):
         row = result_row(config, ticket, kind, result, splits_of[ticket.seed], setting.template)
         store.append({**row, **source_columns})  # rows land as each batch finishes
+        tracking.log_rows(config, store, {**row, **source_columns})

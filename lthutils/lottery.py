@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lthutils import monitor
+from lthutils import monitor, tracking
 from lthutils.config import ABLATIONS, INIT_PRUNING, ConfigError, ExperimentConfig
 from lthutils.data import Splits
 from lthutils.init_pruning import init_mask
@@ -347,7 +347,9 @@ def run_imp(
                     store.ticket_path(ticket.seed, round_index + 1), store.run_id
                 )
             if (ticket.seed, round_index, kind) not in done:
-                store.append(result_row(config, ticket, kind, result, splits_of[ticket.seed], template))
+                row = result_row(config, ticket, kind, result, splits_of[ticket.seed], template)
+                store.append(row)
+                tracking.log_rows(config, store, row)
         if has_next:
             for seed in tickets:
                 tickets[seed] = Ticket.load(store.ticket_path(seed, round_index + 1))

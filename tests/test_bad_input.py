@@ -57,6 +57,7 @@ CASES = {  # name: (arguments, the start of the message after "error: ")
     "zero batch size": (["imp", "--batch-size", "0"], "batch_size=0 is not allowed"),
     "no seeds": (["imp", "--seeds", "0"], "seeds=0 is not allowed: expected a positive number of seeds"),
     "unknown control": (["imp", "--controls", "reinit,bogus"], "controls=('reinit', 'bogus') is not allowed"),
+    "unknown tracker": (["imp", "--tracker", "neptune"], "tracker='neptune' is not allowed: expected one of none"),
     "criterion with your own prune function": (
         ["imp", "--mask-criterion", "movement", "--prune-scope", "test_pruning:prune_first_layer_only"],
         "mask_criterion='movement' is not allowed: expected large_final with your own prune_scope",

@@ -45,8 +45,9 @@ def test_the_wheel_declares_its_dependencies_extras_and_command(wheel):
     runtime = {re.match(r"[\w.-]+", r)[0].lower() for r in requires if "extra ==" not in r}
     assert {"torch", "torchvision", "pandas", "scipy", "statsmodels", "papermill", "seaborn"} <= runtime
     assert runtime <= pinned  # every runtime dependency is one the lock file pins and the suite runs with
-    assert set(metadata.get_all("Provides-Extra")) == {"dask", "notebooks", "dev"}
-    assert not any(r.lower().startswith("dask") for r in requires if "extra ==" not in r)  # an extra, not a must
+    assert set(metadata.get_all("Provides-Extra")) == {"dask", "notebooks", "trackers", "dev"}
+    optional = ("dask", "tensorboard", "mlflow", "wandb")
+    assert not any(r.lower().startswith(optional) for r in requires if "extra ==" not in r)  # extras, not musts
     assert "lthutils = lthutils.__main__:main" in entry_points
     assert all(n.startswith(("lthutils/", "lthutils-")) for n in names)  # the package alone: no tests or data
 

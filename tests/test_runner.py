@@ -204,12 +204,13 @@ def test_seeds_until_decided_on_the_command_line(tmp_path, capsys):
         assert error.startswith("error: ") and "seeds" in error and error.count("\n") == 1
 
 
-def test_precision_on_the_command_line_sets_every_files_units(tmp_path, capsys):
+def test_precision_and_tracker_on_the_command_line_set_every_files_units(tmp_path, capsys):
     path = write(tmp_path, q1(), "q1.yaml")
-    overrides = _overrides(argparse.Namespace(precision="bf16", seeds_until_decided="2,1,4"))
-    (checked,) = runner.load_all([path], overrides)
+    flags = argparse.Namespace(precision="bf16", tracker="tensorboard", seeds_until_decided="2,1,4")
+    (checked,) = runner.load_all([path], _overrides(flags))
     assert {unit.config.precision for unit in runner.plan(checked)} == {"bf16"}
-    assert {unit.config.seeds for unit in runner.plan(checked)} == {(0, 1)}  # both flags apply
+    assert {unit.config.tracker for unit in runner.plan(checked)} == {"tensorboard"}
+    assert {unit.config.seeds for unit in runner.plan(checked)} == {(0, 1)}  # every flag applies
     assert main(["plan", str(path), "--precision", "fp16"]) == 2
     assert capsys.readouterr().err == "error: --precision='fp16' is not allowed: expected fp32 or bf16\n"
 
