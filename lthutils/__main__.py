@@ -1,4 +1,4 @@
-"""Command line: `python -m lthutils imp|evaluate|summarize|data|run|run-all|report`.
+"""The lthutils command line: imp, evaluate, summarize, data, run, run-all, plan, report.
 
 A user mistake (ConfigError) prints one line on stderr and exits with code 2, before any work.
 """
@@ -23,7 +23,7 @@ FLAG_FIELDS = {"rate": "prune_rate", "rate_conv": "prune_rate_conv", "rate_outpu
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML file of config fields; flags override it")
     parser.add_argument("--name", help="results folder under exp_result/")
-    parser.add_argument("--model", help="fc, lenet300, lenet5, lenet5_tanh, conv2, conv4 or conv6")
+    parser.add_argument("--model", help="a model name (the model field in docs/REFERENCE.md) or module:factory")
     parser.add_argument("--dataset", help=", ".join(DATASETS))
     parser.add_argument("--n-layers", type=int, help="hidden layers of the fc model")
     parser.add_argument("--n-neurons", type=int, help="units per hidden layer of the fc model")
@@ -104,7 +104,8 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see: {self.prog} --help)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: every command and flag (docs/REFERENCE.md is generated from it)."""
     parser = _Parser(prog="python -m lthutils", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _config_arguments(commands.add_parser("imp", help="find tickets by iterative magnitude pruning"))
@@ -164,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--tracker", help="also log the report (pages, verdicts, figures) to tensorboard, mlflow or wandb"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except _UsageError as error:
