@@ -15,6 +15,7 @@ from typing import NoReturn
 from lthutils.config import DATASETS, PRECISIONS, ConfigError, ExperimentConfig, check_tracker, read_yaml
 from lthutils.data import load_dataset
 from lthutils.experiments import evaluate_tickets, find_tickets
+from lthutils.results import RunStore
 
 # CLI flag -> config field, for the flags whose names differ from the field's.
 FLAG_FIELDS = {"rate": "prune_rate", "rate_conv": "prune_rate_conv", "rate_output": "prune_rate_output"}
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "imp":
             config = config_from_args(args)
             tickets = find_tickets(config)
-            results = Path(config.exp_root) / config.name / config.run_id() / "results.csv"
+            results = RunStore.of(config).results_path
             print(f"tickets: {tickets}\nresults: {results}\n")
             print(summarize(results))
         elif args.command == "evaluate":

@@ -44,7 +44,7 @@ from lthutils.experiments import SOURCE_FILE, record_run
 from lthutils.results import RunStore, read_results, write_atomic
 
 if TYPE_CHECKING:
-    from lthutils.study import Unit
+    from lthutils.jobs import Unit
 
 SCHEDULERS = "'local' (a Dask LocalCluster here), 'none' (no Dask) or a scheduler address such as tcp://HOST:8786"
 TORCH_THREADS = "LTHUTILS_TORCH_THREADS"  # set on workers: torch threads per task (Dask's default: 1)

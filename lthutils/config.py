@@ -15,6 +15,7 @@ import json
 import math
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,19 @@ def imported(field_name: str, path: str, what: str) -> Any:
     if not callable(found):
         raise ConfigError(field_name, path, f"an importable 'module:{what}' (it names a {type(found).__name__})")
     return found
+
+
+PRUNE_FUNCTIONS: dict[str, Callable[..., Any]] = {}  # by name: lthutils.pruning.register_prune_function
+
+
+def prune_function(name: str) -> Callable[..., Any]:
+    """A registered prune function, or the one a 'module:function' path names (importing it)."""
+    if name in PRUNE_FUNCTIONS:
+        return PRUNE_FUNCTIONS[name]
+    if CUSTOM.fullmatch(name):
+        return imported("prune_scope", name, "function")
+    allowed = ", ".join(["layerwise", "global", *PRUNE_FUNCTIONS]) + ", or an importable 'module:function'"
+    raise ConfigError("prune_scope", name, f"one of {allowed}")
 
 
 def named_callable(field_name: str, value: Any, what: str) -> Any:
@@ -479,8 +493,6 @@ def validate(config: ExperimentConfig) -> None:
     _check_choice("optimizer", config.optimizer, OPTIMIZERS, optional=True)
     _check_choice("augment", config.augment, AUGMENTS, optional=True)
     if config.prune_scope is not None and config.prune_scope not in PRUNE_SCOPES:
-        from lthutils.pruning import prune_function  # pruning imports this module; the check needs its registry
-
         prune_function(config.prune_scope)
     _check_choice("reset", config.reset, RESETS)
     _check_choice("mask_criterion", config.mask_criterion, MASK_CRITERIA)

@@ -46,7 +46,7 @@ from lthutils.training import (
 )
 
 if TYPE_CHECKING:
-    from lthutils.study import Unit
+    from lthutils.jobs import Unit
 
 CALIBRATION_STEPS = 50  # at most: fewer (at least 3) where they would exceed CALIBRATION_WORK
 CALIBRATION_WORK = 1e11  # dense training FLOPs per timing: a CIFAR VGG's 50 steps would take minutes on a CPU
@@ -176,7 +176,7 @@ def unit_tasks(
     `trained_before` ((seed, round, kind): an earlier file's search) are left out."""
     config = setting.config
     source = None if unit.source is None else unit.source.run_id()
-    done = RunStore(config.exp_root, config.name, config.run_id(source), config.model_root).done() | trained_before
+    done = RunStore.of(config, source).done() | trained_before
     if unit.source is None:  # what another question's folder holds finished is copied, not trained
         elsewhere = finished_elsewhere(config)
         done |= set(zip(elsewhere["seed"].astype(int), elsewhere["round"].astype(int), elsewhere["kind"].astype(str)))

@@ -136,7 +136,7 @@ def find_tickets(config: ExperimentConfig, splitter: Splitter = default_splits) 
     """
     setting = prepare(config, splitter)
     config = setting.config
-    store = RunStore(config.exp_root, config.name, config.run_id(), config.model_root)
+    store = RunStore.of(config)
     with store.claim(config.seeds):
         source = {"config": config.to_dict(), "num_train": setting.num_train}
         _start_run(setting, store, {store.ticket_dir / SOURCE_FILE: source})
@@ -174,7 +174,7 @@ def adopt_finished(config: ExperimentConfig) -> int:
     """Copy into this search's results the rows `finished_elsewhere` finds and this run lacks (a
     search that several questions run, such as params/full/'s MNIST / Adam / LeNet-300-100 one,
     is trained once); its provenance names where they came from. Returns the rows copied."""
-    store = RunStore(config.exp_root, config.name, config.run_id(), config.model_root)
+    store = RunStore.of(config)
     found = finished_elsewhere(config)
     seeds = tuple(sorted(set(found["seed"].astype(int))))
     with store.claim(seeds):
@@ -241,7 +241,7 @@ def evaluate_tickets(
         "source_num_train": source_num_train,
         "source_steps_per_round": total_iterations(source.resolved(), source_num_train),
     }
-    store = RunStore(config.exp_root, config.name, config.run_id(source=tickets.name), config.model_root)
+    store = RunStore.of(config, tickets.name)
     with store.claim(config.seeds):
         _train_on_target(tickets, rounds, source_columns, setting, store)
     return store.dir

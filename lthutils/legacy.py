@@ -42,7 +42,7 @@ from lthutils.data import Dataset, Splits, load_dataset
 from lthutils.experiments import evaluate_tickets, find_tickets
 from lthutils.lottery import Ticket
 from lthutils.models import build_model
-from lthutils.results import read_results, write_atomic
+from lthutils.results import RunStore, read_results, write_atomic
 
 MNIST_NORMALIZATION = (0.1307, 0.3081)  # the study's transforms.Normalize for MNIST
 MODEL_TYPES = {"fc": "fc", "lenet": "lenet5_tanh"}
@@ -177,7 +177,7 @@ def expIntegration(  # noqa: N802 (the original study's name and signature)
     args = tuple(locals().values())
     config = study_config(args, "expIntegration")
     tickets = find_tickets(config, study_splits)
-    curves = _curves(Path(config.exp_root) / config.name / config.run_id(), random_seed)
+    curves = _curves(RunStore.of(config).dir, random_seed)
     dataset = load_dataset(config.dataset, config.data_root)
     template = build_model(config.resolved(), dataset.input_shape, dataset.num_classes, seed=0)
     levels = {}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lthutils.config import CUSTOM, ConfigError, imported
+from lthutils.config import PRUNE_FUNCTIONS, ConfigError, prune_function
 from lthutils.models import layer_kinds
 
 
@@ -79,7 +79,6 @@ def prunable_parameters(
 
 
 PruneFunction = Callable[[dict[str, torch.Tensor], "Mask", float], dict[str, torch.Tensor]]
-_REGISTERED: dict[str, PruneFunction] = {}
 
 
 def register_prune_function(name: str, function: PruneFunction) -> None:
@@ -88,17 +87,7 @@ def register_prune_function(name: str, function: PruneFunction) -> None:
     fraction of alive weights to prune; it returns 0/1 tensors of the same names and shapes."""
     if name in ("layerwise", "global") or not name.isidentifier():
         raise ConfigError("prune function name", name, "an identifier other than layerwise and global")
-    _REGISTERED[name] = function
-
-
-def prune_function(name: str) -> PruneFunction:
-    """A registered prune function, or the one a 'module:function' path names (importing it)."""
-    if name in _REGISTERED:
-        return _REGISTERED[name]
-    if CUSTOM.fullmatch(name):
-        return imported("prune_scope", name, "function")
-    allowed = ", ".join(["layerwise", "global", *_REGISTERED]) + ", or an importable 'module:function'"
-    raise ConfigError("prune_scope", name, f"one of {allowed}")
+    PRUNE_FUNCTIONS[name] = function
 
 
 def prune_with(name: str, weights: dict[str, torch.Tensor], mask: Mask, rate: float) -> Mask:

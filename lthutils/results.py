@@ -28,7 +28,7 @@ import numpy
 import pandas as pd
 import torch
 
-from lthutils.config import ConfigError
+from lthutils.config import ConfigError, ExperimentConfig
 
 RESULT_COLUMNS = [
     "run_id",
@@ -191,6 +191,11 @@ def read_results(path: Path, content: bytes | None = None) -> pd.DataFrame:
 
 class RunStore:
     """The files of one run: results rows, config, provenance and tickets."""
+
+    @classmethod
+    def of(cls, config: ExperimentConfig, source_id: str | None = None) -> RunStore:
+        """The store of `config`'s run (of its training the tickets of run `source_id`)."""
+        return cls(config.exp_root, config.name, config.run_id(source_id), config.model_root)
 
     def __init__(self, exp_root: str | Path, name: str, run_id: str, model_root: str | Path):
         self.run_id = run_id
