@@ -1,33 +1,31 @@
-"""What the study's results say: each question's verdicts, mask overlap, costs, conclusions and figures.
+"""What the study's results say: each question's comparisons, verdicts, caveats and conclusions
+(mask overlap: lthutils.overlap; Q4's pipeline cost: lthutils.pipeline_cost; figures:
+lthutils.figures).
 
-Functions take the tidy results of one plan (study.collect) and return tables, sentences or
-figure paths. Each question names its *settings* (a model; a source -> target; a search size and
+Functions take the tidy results of one plan (study.collect) and return tables or sentences. Each question names its *settings* (a model; a source -> target; a search size and
 design) and its *comparisons* (ticket vs a control, or vs another ticket); every comparison is a
 family of settings judged on their primary endpoints by the decision rule (lthutils.rule and
-lthutils.stats), and conclusions are counts of its verdicts, never wins of means. Figure files
-are named `<question>-<plan id>_<figure>`, the plan id being a hash of the runs in the frame and
-of the declared analysis, so two parameter sets of one question never overwrite each other.
+lthutils.stats), and conclusions are counts of its verdicts, never wins of means. The plan id
+is a hash of the runs in the frame and of the declared analysis: figure files are named
+`<question>-<plan id>_<figure>`, so two parameter sets of one question never overwrite each other.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from lthutils import plots, rule, stats
+from lthutils import rule
 from lthutils.config import CONTROLS
-from lthutils.lottery import Ticket
-from lthutils.pruning import Mask, magnitude_mask
-from lthutils.rule import METRIC, Analysis, Comparison
+from lthutils.overlap import overlap_sentence, overlaps
+from lthutils.pipeline_cost import cost_sentences, pipeline_costs, q4_whole
+from lthutils.rule import Analysis, Comparison
 
 DEFAULT = Analysis()
 
@@ -116,85 +114,6 @@ def caveats(
         )
     lines.append(f"Seeds: {', '.join(map(str, sorted(frame['seed'].unique())))}.")
     return "\n".join(f"- {line}" for line in lines)
-
-
-# --- mask overlap ---------------------------------------------------------------------------
-
-
-def _overlap_rows(
-    pair: str, setting: str, seed: int, round_index: int, pct: float, first: Mask, second: Mask
-) -> pd.DataFrame:
-    table = stats.mask_overlap(first, second)
-    return table.assign(pair=pair, setting=setting, seed=seed, round=round_index, weights_remaining_pct=pct)
-
-
-def _searches(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per search run, seed and pruned round, with its setting and ticket folder."""
-    rows = frame[~frame["transfer"] & (frame["kind"] == "ticket") & (frame["round"] > 0)]
-    return rows[["run_id", "setting", "seed", "round", "weights_remaining_pct", "tickets"]].drop_duplicates()
-
-
-def overlaps(frame: pd.DataFrame, cross: Callable[[pd.DataFrame], Iterator[tuple[str, str, str, str]]]) -> pd.DataFrame:
-    """Chance-corrected overlap (stats.mask_overlap) per layer and overall of every pruned ticket
-    with the magnitude-at-init mask of its counts, between the seeds of each search, and between
-    the searches `cross(searches)` names as (pair, setting, run id, other run id), same seed and
-    round (same theta_0). Empty when the frame names no ticket folders (plans recorded before)."""
-    if "tickets" not in frame or frame["tickets"].isna().all():
-        return pd.DataFrame()
-    searches = _searches(frame)
-    _ticket = functools.cache(
-        lambda tickets, seed, round_index: Ticket.load(Path(tickets) / f"seed{seed}" / f"round{round_index}.pt")
-    )
-    parts = []
-    for row in searches.itertuples():
-        ticket = _ticket(row.tickets, row.seed, row.round)
-        init = magnitude_mask(ticket.mask, ticket.weights)
-        parts.append(
-            _overlap_rows(
-                f"ticket of {row.setting} vs magnitude at init",
-                row.setting,
-                row.seed,
-                row.round,
-                row.weights_remaining_pct,
-                ticket.mask,
-                init,
-            )
-        )
-    for (_, setting, round_index), rows in searches.groupby(["run_id", "setting", "round"]):
-        for a, b in itertools.combinations(rows.itertuples(), 2):
-            first, second = _ticket(a.tickets, a.seed, round_index), _ticket(b.tickets, b.seed, round_index)
-            parts.append(
-                _overlap_rows(
-                    "across seeds", setting, a.seed, round_index, a.weights_remaining_pct, first.mask, second.mask
-                )
-            )
-    for pair, setting, run_id, other in cross(searches):
-        mine, theirs = searches[searches["run_id"] == run_id], searches[searches["run_id"] == other]
-        for a in mine.merge(theirs, on=["seed", "round"], suffixes=("", "_other")).itertuples():
-            first, second = _ticket(a.tickets, a.seed, a.round), _ticket(a.tickets_other, a.seed, a.round)
-            parts.append(
-                _overlap_rows(pair, setting, a.seed, a.round, a.weights_remaining_pct, first.mask, second.mask)
-            )
-    return pd.concat(parts, ignore_index=True)
-
-
-def overlap_sentence(overlap: pd.DataFrame) -> str:
-    """The overall chance-corrected overlap of each pair at the sparsest level."""
-    if overlap.empty:
-        return "Mask overlap: not measured (this plan's ticket folders were not recorded)."
-    overall = overlap[overlap["layer"] == "overall"]
-    sparsest = overall[overall["weights_remaining_pct"] == overall["weights_remaining_pct"].min()]
-    parts = [
-        f"{pair} {group['chance_corrected'].mean():.2f} (range {group['chance_corrected'].min():.2f} to "
-        f"{group['chance_corrected'].max():.2f})"
-        for pair, group in sparsest.groupby("pair", sort=False)
-    ]
-    return (
-        f"Mask overlap (Jaccard, chance-corrected: 0 = independent random masks of the same per-layer counts, "
-        f"1 = the same mask) at {sparsest['weights_remaining_pct'].iloc[0]:.3g}% of weights remaining: "
-        + "; ".join(parts)
-        + "."
-    )
 
 
 # --- the questions ----------------------------------------------------------------------------
@@ -286,10 +205,6 @@ def evidence_transfer(frame: pd.DataFrame, analysis: Analysis = DEFAULT, *, axis
     return _evidence(frame, comparisons, analysis, overlaps(frame, cross), [])
 
 
-def q4_whole(frame: pd.DataFrame) -> int:
-    return int(frame["num_train"].max())
-
-
 def with_settings_q4(frame: pd.DataFrame) -> pd.DataFrame:
     """Settings: 'all N' for the whole-set search, '<n>, equal steps' / '<n>, equal epochs' for a
     search on n examples with the whole-set search's steps or epochs per round."""
@@ -335,134 +250,3 @@ def evidence_q4(frame: pd.DataFrame, analysis: Analysis = DEFAULT) -> Evidence:
     costs = pipeline_costs(frame)
     overlap = overlaps(frame[frame["kind"] == "ticket"], cross)
     return _evidence(trained, comparisons, analysis, overlap, cost_sentences(costs), notes)
-
-
-def pipeline_costs(frame: pd.DataFrame) -> pd.DataFrame:
-    """Q4 (frame with settings): per setting, pruned round and seed, the cost of the whole
-    pipeline that yields a network trained on the whole set at that sparsity: the search's ticket
-    trunk up to that round's ticket (rounds before it) plus the final training. Baselines
-    (magnitude_init, random_mask) search nothing. Examples (sample-epochs: / whole set), dense
-    FLOPs and training seconds (evaluation excluded), with the final accuracy (%)."""
-    whole = q4_whole(frame)
-    searches = frame[~frame["transfer"] & (frame["kind"] == "ticket")]
-    trunk = searches.sort_values("round").groupby(["run_id", "seed"])[
-        ["train_examples", "train_dense_flops", "train_seconds"]
-    ]
-    before = trunk.cumsum() - searches.sort_values("round")[["train_examples", "train_dense_flops", "train_seconds"]]
-    searched = searches.sort_values("round")[["run_id", "seed", "round"]].join(before)
-    finals = frame[(frame["num_train"] == whole) & (frame["round"] > 0)]
-    finals = finals[
-        (finals["kind"] == "ticket") | finals["kind"].isin(["magnitude_init", "random_mask"]) & ~finals["transfer"]
-    ]
-    finals = finals.assign(
-        finder=finals["source_run_id"].fillna(finals["run_id"]) if "source_run_id" in finals else finals["run_id"]
-    )
-    merged = finals.merge(
-        searched,
-        left_on=["finder", "seed", "round"],
-        right_on=["run_id", "seed", "round"],
-        how="left",
-        suffixes=("", "_search"),
-    )
-    baseline = merged["kind"] != "ticket"
-    for column in ("train_examples", "train_dense_flops", "train_seconds"):
-        search = merged[f"{column}_search"].where(~baseline, 0.0)
-        merged[f"total_{column}"] = search + merged[column]
-    merged["pipeline"] = np.where(baseline, merged["kind"], merged["setting"])
-    return pd.DataFrame(
-        {
-            "pipeline": merged["pipeline"],
-            "seed": merged["seed"],
-            "round": merged["round"],
-            "weights_remaining_pct": merged["weights_remaining_pct"],
-            "sample_epochs": merged["total_train_examples"] / whole,
-            "dense_flops": merged["total_train_dense_flops"],
-            "seconds": merged["total_train_seconds"],
-            "accuracy": 100 * merged[METRIC],
-        }
-    )
-
-
-def cost_table(costs: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds of each pipeline's cost and accuracy at the sparsest round."""
-    sparsest = costs[costs["round"] == costs["round"].max()]
-    table = sparsest.groupby("pipeline", sort=False)[["sample_epochs", "dense_flops", "seconds", "accuracy"]].mean()
-    table["accuracy sd"] = sparsest.groupby("pipeline", sort=False)["accuracy"].std()
-    return table.sort_values("sample_epochs")
-
-
-def cost_sentences(costs: pd.DataFrame) -> list[str]:
-    if costs.empty:
-        return []
-    table = cost_table(costs)
-    level = costs.loc[costs["round"] == costs["round"].max(), "weights_remaining_pct"].iloc[0]
-    full = table.loc[[name for name in table.index if name.startswith("all")][0]]
-    lines = [
-        f"**Pipeline cost** (search up to the ticket plus its training on the whole set; mean over seeds) "
-        f"at {level:.3g}% of weights remaining:"
-    ]
-    for name, row in table.iterrows():
-        lines.append(
-            f"- {name}: {row['sample_epochs']:.1f} sample-epochs "
-            f"({100 * row['sample_epochs'] / full['sample_epochs']:.0f}% of the all-sample pipeline), "
-            f"{row['dense_flops']:.3g} dense FLOPs, {row['seconds']:.1f} s; "
-            f"accuracy {row['accuracy']:.2f}% (sd {row['accuracy sd']:.2f})"
-        )
-    return lines
-
-
-# --- figures ---------------------------------------------------------------------------------
-
-
-def _common_figures(
-    frame: pd.DataFrame, evidence: Evidence, hue: str, panel: str | None, hue_order: list | None = None
-) -> dict[str, Figure]:
-    drawn = {
-        "accuracy": plots.accuracy_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order),
-        "accuracy_end": plots.accuracy_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order, when="test_acc"),
-        "early_stop": plots.early_stop_vs_sparsity(frame, hue=hue, panel=panel, hue_order=hue_order),
-    }
-    if not evidence.primary.empty:
-        drawn["primary"] = plots.primary_endpoints(evidence.primary, evidence.analysis.delta)
-    if not evidence.levels.empty:
-        drawn["differences"] = plots.paired_differences(evidence.levels, evidence.analysis.delta)
-    if not evidence.overlap.empty:
-        drawn["overlap"] = plots.overlap_vs_sparsity(evidence.overlap)
-    return drawn
-
-
-def draw_q1(frame: pd.DataFrame, evidence: Evidence) -> dict[str, Figure]:
-    return _common_figures(frame, evidence, "kind", "model")
-
-
-def draw_transfer(
-    frame: pd.DataFrame, evidence: Evidence, axis: str, heatmap_rounds: list[int] | None = None
-) -> dict[str, Figure]:
-    """Q2 (axis 'dataset') and Q3 (axis 'optimizer'): curves per target, the paired differences
-    and the overlap, and the mean paired ticket - reinit difference as a heatmap at
-    `heatmap_rounds` (default: the middle and the last round)."""
-    lines = frame.assign(
-        found=f"found {verb(axis)} " + frame[f"source_{axis}"].astype(str),
-        target=f"trained {verb(axis)} " + frame[axis].astype(str),
-    )
-    drawn = _common_figures(lines, evidence, "found", "target")
-    settled = with_settings_transfer(frame, axis)[["setting", f"source_{axis}", axis]].drop_duplicates()
-    cells = evidence.levels[evidence.levels["comparison"] == "ticket vs reinit"].merge(settled, on="setting")
-    last = int(cells["round"].max())
-    chosen = cells[cells["round"].isin(heatmap_rounds or {max(1, last // 2), last})]
-    drawn["margin_heatmap"] = plots.margin_heatmap(chosen, axis, verb(axis))
-    return drawn
-
-
-def draw_q4(frame: pd.DataFrame, evidence: Evidence) -> dict[str, Figure]:
-    settled = with_settings_q4(frame)
-    trained = settled[settled["num_train"] == q4_whole(frame)]
-    order = list(dict.fromkeys(sorted(trained["setting"], key=lambda s: (s.startswith("all"), s))))
-    drawn = _common_figures(trained, evidence, "setting", "kind", order)  # 5 settings x 4 kinds: a panel per kind
-    drawn["cost"] = plots.cost_vs_accuracy(pipeline_costs(settled))
-    return drawn
-
-
-def save_figures(drawn: dict[str, Figure], figures_dir: str | Path, stem: str) -> list[Path]:
-    """Each figure as `<stem>_<name>`.png and .pdf under figures_dir; the PNGs' paths."""
-    return [plots.save(figure, figures_dir, f"{stem}_{name}") for name, figure in drawn.items()]

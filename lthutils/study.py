@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lthutils import analysis
+from lthutils import analysis, figures
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import REPO_ROOT, training_examples
 from lthutils.experiments import adopt_finished, prepare
@@ -420,7 +420,7 @@ class Question:
     def figures(self, frame: pd.DataFrame, evidence: analysis.Evidence, figures_dir: str | Path, **display) -> list:
         """Draw the question's figures and save each as `<key>-<plan>_<name>`.png and .pdf; the PNGs' paths."""
         stem = f"{self.key}-{analysis.plan_id(frame, evidence.analysis)}"
-        return analysis.save_figures(self.draw(frame, evidence, **display), figures_dir, stem)
+        return figures.save_figures(self.draw(frame, evidence, **display), figures_dir, stem)
 
 
 QUESTIONS = {
@@ -432,7 +432,7 @@ QUESTIONS = {
             "Q1: do winning tickets beat reinit at every model scale?",
             plan_q1,
             analysis.evidence_q1,
-            analysis.draw_q1,
+            figures.draw_q1,
         ),
         Question(
             "q2",
@@ -440,7 +440,7 @@ QUESTIONS = {
             "Q2: do tickets found on one dataset work on another?",
             plan_q2,
             functools.partial(analysis.evidence_transfer, axis="dataset"),
-            functools.partial(analysis.draw_transfer, axis="dataset"),
+            functools.partial(figures.draw_transfer, axis="dataset"),
         ),
         Question(
             "q3",
@@ -448,7 +448,7 @@ QUESTIONS = {
             "Q3: do tickets found with one optimizer work with another?",
             plan_q3,
             functools.partial(analysis.evidence_transfer, axis="optimizer"),
-            functools.partial(analysis.draw_transfer, axis="optimizer"),
+            functools.partial(figures.draw_transfer, axis="optimizer"),
         ),
         Question(
             "q4",
@@ -456,7 +456,7 @@ QUESTIONS = {
             "Q4: do tickets found with few samples work on the whole training set?",
             plan_q4,
             analysis.evidence_q4,
-            analysis.draw_q4,
+            figures.draw_q4,
         ),
     )
 }

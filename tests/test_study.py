@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lthutils import analysis, cost, study
+from lthutils import analysis, cost, pipeline_cost, study
 from lthutils.config import ConfigError
 from lthutils.experiments import finished_elsewhere
 from lthutils.results import read_results
@@ -300,7 +300,7 @@ def test_q4_trains_the_baselines_at_the_tickets_sparsities_and_costs_the_whole_p
     ]
     trained = settled[settled["transfer"]]
     assert set(trained["train_iterations"]) == {30} and set(trained["kind"]) == {"ticket", "reinit"}
-    costs = analysis.pipeline_costs(settled).set_index(["pipeline", "seed", "round"])["sample_epochs"]
+    costs = pipeline_cost.pipeline_costs(settled).set_index(["pipeline", "seed", "round"])["sample_epochs"]
     final = 30 * 60 / 3600  # one training on the whole set: 30 steps of 60
     assert costs[("magnitude_init", 0, 2)] == pytest.approx(final)  # no search
     assert costs[("100, equal steps", 0, 2)] == pytest.approx(final + 2 * 15 * 100 / 3600)  # 2 rounds of 15 epochs
