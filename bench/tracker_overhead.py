@@ -3,7 +3,7 @@
 The same IMP search (fc1x100 on 5,000 Fashion-MNIST images, 5 seeds with the reinit and
 random_mask controls: stacks of up to 15 models, 3 pruning rounds of 800 steps, validation every
 100) with tracker none, tensorboard, mlflow and wandb (offline), each into a fresh folder, in
-turn, twice; rows must not depend on the tracker. Prints each tracker's best wall time and its
+turn, three times; rows must not depend on the tracker. Prints each tracker's best wall time and its
 ratio to none (issue 22's target: at most 1.05), and writes bench/results/trackers.json.
 
     python bench/tracker_overhead.py
@@ -23,7 +23,7 @@ from lthutils.experiments import find_tickets
 from lthutils.results import read_results
 
 RESULTS = Path(__file__).parent / "results" / "trackers.json"
-REPEATS = 2
+REPEATS = 3
 
 
 def config(folder: str, tracker: str) -> ExperimentConfig:

@@ -2,8 +2,9 @@
 (mask overlap: lthutils.overlap; Q4's pipeline cost: lthutils.pipeline_cost; figures:
 lthutils.figures).
 
-Functions take the tidy results of one plan (study.collect) and return tables or sentences. Each question names its *settings* (a model; a source -> target; a search size and
-design) and its *comparisons* (ticket vs a control, or vs another ticket); every comparison is a
+Functions take the tidy results of one plan (study.collect) and return tables or sentences. Each
+question names its *settings* (a model; a source -> target; a search size and design) and its
+*comparisons* (ticket vs a control, or vs another ticket); every comparison is a
 family of settings judged on their primary endpoints by the decision rule (lthutils.rule and
 lthutils.stats), and conclusions are counts of its verdicts, never wins of means. The plan id
 is a hash of the runs in the frame and of the declared analysis: figure files are named

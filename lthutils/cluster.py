@@ -283,3 +283,4 @@ def write_back(task: Unit, wrote: Files) -> None:
     new = [row for row in rows if (row["seed"], row["round"], row["kind"]) not in done]
     store.append(*new)
     tracking.log_rows(config, store, *new)  # trained on another filesystem: logged where its rows land
+    tracking.flush()

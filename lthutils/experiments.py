@@ -142,6 +142,7 @@ def find_tickets(config: ExperimentConfig, splitter: Splitter = default_splits) 
         _start_run(setting, store, {store.ticket_dir / SOURCE_FILE: source})
         splits_of = {seed: setting.splits(seed) for seed in config.seeds}
         run_imp(config, store, splits_of, setting.template, setting.device)
+        tracking.flush()
     return store.ticket_dir
 
 
@@ -191,6 +192,7 @@ def adopt_finished(config: ExperimentConfig) -> int:
         copied = found.drop(columns=["checksum", "copied_from"]).to_dict("records")
         store.append(*copied)
         tracking.log_rows(config, store, *copied)
+        tracking.flush()
     rows = len(found)
     LOG.info("%s: %d finished rows copied from %s", store.dir, rows, ", ".join(sources))
     return rows
@@ -244,6 +246,7 @@ def evaluate_tickets(
     store = RunStore.of(config, tickets.name)
     with store.claim(config.seeds):
         _train_on_target(tickets, rounds, source_columns, setting, store)
+        tracking.flush()
     return store.dir
 
 

@@ -18,8 +18,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ def tags(config: ExperimentConfig, row: dict[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in found.items()}
 
 
+@functools.lru_cache(maxsize=64)  # one config serves every row of its run
 def config_values(config: ExperimentConfig) -> dict[str, Any]:
     """The resolved config as JSON-safe values (tuples as lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config.resolved())))
@@ -59,13 +63,43 @@ def finals(row: dict[str, Any]) -> dict[str, float]:
     return {key: float(value) for key, value in values.items()} | {f"mask/{k}": float(v) for k, v in alive.items()}
 
 
+_QUEUE: queue.Queue = queue.Queue()
+_FAILURES: list[BaseException] = []
+_WORKER: list[threading.Thread] = []  # started on first use
+
+
 def log_rows(config: ExperimentConfig, store: RunStore, *rows: dict[str, Any]) -> None:
-    """Send each row just appended to `store` to the config's tracker (nothing for 'none')."""
+    """Hand each row just appended to `store` to the config's tracker (nothing for 'none'). A
+    background thread logs them while training goes on (the trackers' writes and database
+    commits wait on disk); flush() waits for it."""
     if config.tracker == "none":
         return
-    log = {"tensorboard": _tensorboard, "mlflow": _mlflow, "wandb": _wandb}[config.tracker]
+    if not _WORKER:
+        _WORKER.append(threading.Thread(target=_log_queued, name="lthutils-tracker", daemon=True))
+        _WORKER[0].start()
     for row in rows:
-        log(config, store.dir, {"run_id": store.run_id, **row})
+        _QUEUE.put((config, store.dir, {"run_id": store.run_id, **row}))
+
+
+def _log_queued() -> None:
+    log = {"tensorboard": _tensorboard, "mlflow": _mlflow, "wandb": _wandb}
+    while True:
+        config, run_dir, row = _QUEUE.get()
+        try:
+            log[config.tracker](config, Path(run_dir), row)
+        except BaseException as error:  # raised again by flush(), in the thread that trains
+            _FAILURES.append(error)
+        finally:
+            _QUEUE.task_done()
+
+
+def flush() -> None:
+    """Wait until every row handed to a tracker is logged; raise the first failure, if any."""
+    _QUEUE.join()
+    if _FAILURES:
+        failure = _FAILURES[0]
+        _FAILURES.clear()
+        raise failure
 
 
 def _curve(row: dict[str, Any]) -> list[tuple[int, float, float]]:
@@ -99,6 +133,15 @@ def mlflow_uri(exp_root: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(exp_root).absolute() / 'mlflow.db'}"
 
 
+@functools.lru_cache(maxsize=8)
+def _mlflow_client(uri: str) -> Any:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline by default: no usage reports
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+@functools.lru_cache(maxsize=64)
 def _mlflow_experiment(client: Any, name: str, exp_root: str | Path) -> str:
     """The experiment's id, created if new: with the local store, its artifacts under
     <exp_root>/mlflow-artifacts (MLflow's default is ./mlruns in the working directory)."""
@@ -111,11 +154,10 @@ def _mlflow_experiment(client: Any, name: str, exp_root: str | Path) -> str:
 
 
 def _mlflow(config: ExperimentConfig, run_dir: Path, row: dict[str, Any]) -> None:
-    from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
     with _exclusive(Path(config.exp_root) / ".mlflow.lock"):
-        client = MlflowClient(tracking_uri=mlflow_uri(config.exp_root))
+        client = _mlflow_client(mlflow_uri(config.exp_root))
         experiment_id = _mlflow_experiment(client, config.name, config.exp_root)
         run = client.create_run(experiment_id, run_name=f"{row['run_id']} {run_name(row)}", tags=tags(config, row))
         metrics = [
@@ -133,6 +175,23 @@ def _wandb_mode() -> str:
     return os.environ.get("WANDB_MODE", "offline")
 
 
+def _wandb_settings() -> Any:
+    """W&B without its per-run extras (system metrics, code, git and requirements snapshots,
+    console capture): they cost ten times the logging itself, and the run's provenance.json
+    already records the environment."""
+    import wandb
+
+    return wandb.Settings(
+        silent=True,
+        console="off",
+        x_disable_stats=True,
+        x_disable_meta=True,
+        disable_code=True,
+        disable_git=True,
+        x_save_requirements=False,
+    )
+
+
 def _wandb(config: ExperimentConfig, run_dir: Path, row: dict[str, Any]) -> None:
     import wandb
 
@@ -145,7 +204,7 @@ def _wandb(config: ExperimentConfig, run_dir: Path, row: dict[str, Any]) -> None
         dir=str(Path(config.exp_root).absolute()),
         mode=_wandb_mode(),
         reinit="create_new",
-        settings=wandb.Settings(silent=True),
+        settings=_wandb_settings(),
     )
     for step, loss, accuracy in _curve(row):
         run.log({"validation/loss": loss, "validation/accuracy": accuracy}, step=step)
@@ -166,10 +225,8 @@ def log_report(tracker: str, exp_root: str | Path, report_dir: Path) -> None:
                 if path.suffix in (".md", ".csv"):
                     writer.add_text(path.name, path.read_text(), 0)
     elif tracker == "mlflow":
-        from mlflow import MlflowClient
-
         with _exclusive(Path(exp_root) / ".mlflow.lock"):
-            client = MlflowClient(tracking_uri=mlflow_uri(exp_root))
+            client = _mlflow_client(mlflow_uri(exp_root))
             run = client.create_run(_mlflow_experiment(client, "report", exp_root), run_name="report")
             client.log_artifacts(run.info.run_id, str(report_dir))
             client.set_terminated(run.info.run_id)
@@ -183,7 +240,7 @@ def log_report(tracker: str, exp_root: str | Path, report_dir: Path) -> None:
             dir=str(Path(exp_root).absolute()),
             mode=_wandb_mode(),
             reinit="create_new",
-            settings=wandb.Settings(silent=True),
+            settings=_wandb_settings(),
         )
         artifact = wandb.Artifact("report", type="report")
         artifact.add_dir(str(report_dir))

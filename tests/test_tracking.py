@@ -158,6 +158,15 @@ def test_the_report_goes_to_mlflow_as_artifacts(tmp_path, monkeypatch):
     assert (tmp_path / "exp" / "mlflow-artifacts").is_dir()
 
 
+def test_a_tracker_that_fails_stops_the_run_with_its_error_after_the_rows_are_written(tmp_path, monkeypatch):
+    """Logging runs beside training, in a thread: its failure is raised where the run ends, not lost."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
+    config = tiny(tmp_path, "mlflow")
+    with pytest.raises(Exception, match="nosuchscheme"):
+        find_tickets(config)
+    assert len(rows_of(config)) == 3  # the results themselves are all there
+
+
 def test_a_missing_tracker_library_is_a_one_line_error_naming_the_extra(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "wandb" else real(name))
