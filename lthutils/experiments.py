@@ -267,6 +267,6 @@ def _train_on_target(
                 if (seed, round_index, kind) not in done
             ]
     for ticket, kind, _, result in train_tickets(items, setting.template, splits_of, config, setting.device):
-        row = result_row(config, ticket, kind, result, splits_of[ticket.seed], setting.template)
-        store.append({**row, **source_columns})  # rows land as each batch finishes
-        tracking.log_rows(config, store, {**row, **source_columns})
+        row = {**result_row(config, ticket, kind, result, splits_of[ticket.seed], setting.template), **source_columns}
+        store.append(row)  # rows land as each batch finishes
+        tracking.log_rows(config, store, row)

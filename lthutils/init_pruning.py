@@ -33,14 +33,15 @@ Scores = dict[str, torch.Tensor]  # parameter name -> one score per weight
 
 
 def score_sample(splits: Splits) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training split's first SCORE_EXAMPLES_PER_CLASS examples of each class, in split order."""
-    labels = splits.train_labels
+    """The training split's first SCORE_EXAMPLES_PER_CLASS examples of each class, in split order, on
+    the CPU where tickets' weights are scored (the splits may live on a GPU)."""
+    labels = splits.train_labels.cpu()
     chosen = (
         torch.cat([torch.nonzero(labels == c).flatten()[:SCORE_EXAMPLES_PER_CLASS] for c in torch.unique(labels)])
         .sort()
         .values
     )
-    return splits.train_images[chosen], labels[chosen]
+    return splits.train_images.cpu()[chosen], labels[chosen]
 
 
 def _dense_model(template: nn.Module, weights: Scores, dtype: torch.dtype) -> nn.Module:

@@ -106,9 +106,10 @@ class Ticket:
         def fresh() -> dict[str, torch.Tensor]:
             return fresh_weights(template, derive_seed(self.seed, self.round, kind))
 
-        method, _, ablation = kind.rpartition("_")
-        if kind in INIT_PRUNING or (method in INIT_PRUNING and ablation in ABLATIONS):
-            method = kind if kind in INIT_PRUNING else method
+        method, _, ablation = kind.rpartition("_")  # "snip_invert" -> snip, invert
+        if kind in INIT_PRUNING:  # "magnitude_init" is a method, not magnitude + init
+            method, ablation = kind, ""
+        if method in INIT_PRUNING and ablation in ("", *ABLATIONS):
             if method != "magnitude_init" and splits is None:
                 raise ValueError(f"the {kind} control scores weights on training data: pass the splits")
             mask = init_mask(

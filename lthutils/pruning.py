@@ -191,12 +191,7 @@ def criterion_scores(
 
 def keep_largest(scores: dict[str, torch.Tensor], counts: dict[str, int]) -> Mask:
     """A mask keeping each entry's `counts[name]` largest scores (lower index first on ties)."""
-    new = {}
-    for name, count in counts.items():
-        flat = torch.zeros(scores[name].numel())
-        flat[torch.sort(scores[name].detach().flatten().cpu(), descending=True, stable=True).indices[:count]] = 1
-        new[name] = flat.view_as(scores[name])
-    return Mask(new)
+    return Mask({name: keep_largest_overall({name: scores[name]}, count)[name] for name, count in counts.items()})
 
 
 def keep_largest_overall(scores: dict[str, torch.Tensor], total: int) -> Mask:

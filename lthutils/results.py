@@ -189,6 +189,15 @@ def read_results(path: Path, content: bytes | None = None) -> pd.DataFrame:
     return read(skiprows=[1 + index for index, ok in enumerate(good) if not ok])
 
 
+@contextlib.contextmanager
+def locked_file(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created with its folder), waiting for other processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
+
+
 class RunStore:
     """The files of one run: results rows, config, provenance and tickets."""
 
@@ -224,13 +233,9 @@ class RunStore:
             frame = pd.concat([self.results(), added], ignore_index=True)
             write_atomic(self.results_path, frame.to_csv(index=False).encode())
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the run's lock, briefly, for the files every seed shares (results.csv, config.json...)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the process dies
-            yield
+        return locked_file(self.dir / ".lock")
 
     @contextlib.contextmanager
     def claim(self, seeds: tuple[int, ...]) -> Iterator[None]:

@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import json
 import os
 import queue
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lthutils.config import ExperimentConfig, check_tracker
-from lthutils.results import RunStore
+from lthutils.results import RunStore, locked_file
 
 TAG_COLUMNS = ("kind", "seed", "round", "weights_remaining", "dataset", "optimizer", "model", "num_train", "run_id")
 
@@ -120,15 +118,6 @@ def _tensorboard(config: ExperimentConfig, run_dir: Path, row: dict[str, Any]) -
             writer.add_scalar(key, value, last)
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """One process at a time in a shared store (SQLite; an experiment created once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def mlflow_uri(exp_root: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(exp_root).absolute() / 'mlflow.db'}"
 
@@ -156,7 +145,7 @@ def _mlflow_experiment(client: Any, name: str, exp_root: str | Path) -> str:
 def _mlflow(config: ExperimentConfig, run_dir: Path, row: dict[str, Any]) -> None:
     from mlflow.entities import Metric, Param
 
-    with _exclusive(Path(config.exp_root) / ".mlflow.lock"):
+    with locked_file(Path(config.exp_root) / ".mlflow.lock"):
         client = _mlflow_client(mlflow_uri(config.exp_root))
         experiment_id = _mlflow_experiment(client, config.name, config.exp_root)
         run = client.create_run(experiment_id, run_name=f"{row['run_id']} {run_name(row)}", tags=tags(config, row))
@@ -225,7 +214,7 @@ def log_report(tracker: str, exp_root: str | Path, report_dir: Path) -> None:
                 if path.suffix in (".md", ".csv"):
                     writer.add_text(path.name, path.read_text(), 0)
     elif tracker == "mlflow":
-        with _exclusive(Path(exp_root) / ".mlflow.lock"):
+        with locked_file(Path(exp_root) / ".mlflow.lock"):
             client = _mlflow_client(mlflow_uri(exp_root))
             run = client.create_run(_mlflow_experiment(client, "report", exp_root), run_name="report")
             client.log_artifacts(run.info.run_id, str(report_dir))
