@@ -5,6 +5,7 @@ definitions) and equals the run's results row."""
 import glob
 import importlib.util
 import json
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -86,6 +87,32 @@ def test_mlflow_runs_are_queried_back_through_its_client(tmp_path):
         ]
         assert run.data.metrics["test/accuracy_at_early_stop"] == pytest.approx(row["test_acc_at_early_stop"])
         assert json.loads(run.data.params["prune_rate"]) == 0.2 and json.loads(run.data.params["iterations"]) == 30
+    store = sqlite3.connect(tmp_path / "exp" / "mlflow.db")
+    assert store.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # our own store commits to a log
+
+
+def test_the_filesystem_a_store_lies_on_is_read_from_the_mount_table():
+    """The kit's store takes write-ahead logging only on a filesystem of this machine: on NFS or
+    Lustre, workers on other hosts may write it too."""
+    mounts = (
+        "overlay / overlay rw 0 0\nserver:/export /mnt/shared nfs4 rw 0 0\nfs@tcp:/lus /mnt/shared/lus lustre rw 0 0\n"
+    )
+    assert tracking.filesystem_type("/work/exp/mlflow.db", mounts) == "overlay"
+    assert tracking.filesystem_type("/mnt/shared/exp/mlflow.db", mounts) == "nfs4"
+    assert tracking.filesystem_type("/mnt/shared/lus/exp", mounts) == "lustre"
+    assert tracking.filesystem_type("/mnt/sharedx/exp", mounts) == "overlay"  # a prefix, not a parent
+    assert "nfs4" in tracking.NETWORK_FILESYSTEMS and "lustre" in tracking.NETWORK_FILESYSTEMS
+
+
+def test_a_store_of_the_users_keeps_its_journal_mode(tmp_path, monkeypatch):
+    """Only the SQLite store the kit chose is switched to write-ahead logging, never one named by
+    $MLFLOW_TRACKING_URI (WAL needs every writer on one host)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'lab.db'}")
+    monkeypatch.chdir(tmp_path)  # where MLflow puts a named store's artifacts
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "conclusions.md").write_text("none yet")
+    tracking.log_report("mlflow", tmp_path / "exp", tmp_path / "report")
+    assert sqlite3.connect(tmp_path / "lab.db").execute("PRAGMA journal_mode").fetchone() == ("delete",)
 
 
 def wandb_records(path):
