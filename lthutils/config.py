@@ -131,10 +131,15 @@ class ModelDefaults:
     prune_rate_conv: float
     prune_scope: str = "layerwise"
     prune_output: bool = True
+    reset: str = "init"
+    rewind_iteration: int = 0
 
 
 # The CIFAR models as OpenLTH trains and prunes them: global pruning of 20% per round over every
-# conv (shortcuts included) and linear weight, VGG's output layer left dense.
+# conv (shortcuts included) and linear weight, VGG's output layer left dense. ResNets and VGGs
+# rewind to step 1,000 rather than theta_0, where IMP fails for them at standard learning rates
+# (Frankle et al., "Stabilizing the Lottery Ticket Hypothesis" and "Linear Mode Connectivity and
+# the Lottery Ticket Hypothesis"); 1,000 steps as OpenLTH's CIFAR ResNet studies rewind.
 MODEL_DEFAULTS = {
     "fc": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
     "lenet300": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),
@@ -143,9 +148,11 @@ MODEL_DEFAULTS = {
     "conv2": ModelDefaults("adam", 2e-4, 60, 0.2, 0.1),
     "conv4": ModelDefaults("adam", 3e-4, 60, 0.2, 0.1),
     "conv6": ModelDefaults("adam", 3e-4, 60, 0.2, 0.15),
-    "cifar_resnet": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
-    "cifar_vgg": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global", prune_output=False),
-    "resnet50": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global"),
+    "cifar_resnet": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global", reset="rewind", rewind_iteration=1000),
+    "cifar_vgg": ModelDefaults(
+        "sgd", 0.1, 128, 0.2, 0.2, "global", prune_output=False, reset="rewind", rewind_iteration=1000
+    ),
+    "resnet50": ModelDefaults("sgd", 0.1, 128, 0.2, 0.2, "global", reset="rewind", rewind_iteration=1000),
     "alexnet": ModelDefaults("sgd", 0.01, 128, 0.2, 0.2, "global"),  # at 0.1 (no batch norm) it diverged here
     "custom": ModelDefaults("adam", 1.2e-3, 60, 0.2, 0.1),  # a user's 'module:factory': LeNet's recipe
 }
@@ -297,12 +304,18 @@ class ExperimentConfig:
         None,
     )
     prune_biases: bool = _help("prune biases with their layer's rate too", False)
-    reset: str = _help(
+    reset: str | None = _help(
         "init (back to theta_0), rewind (to the weights at rewind_iteration), or reinit (fresh random weights "
-        "each round: the original study's reinit=True trajectory, whose masks come from reinitialized networks)",
-        "init",
+        "each round: the original study's reinit=True trajectory, whose masks come from reinitialized networks); "
+        "None: rewind for the CIFAR ResNets, VGGs and resnet50 (Frankle et al.: reset to theta_0 fails for them), "
+        "init for the others",
+        None,
     )
-    rewind_iteration: int = _help("training step whose weights reset='rewind' goes back to", 0)
+    rewind_iteration: int | None = _help(
+        "training step whose weights reset='rewind' goes back to; None: 1000 where the model rewinds by default "
+        "(OpenLTH's CIFAR studies), else 0",
+        None,
+    )
     mask_criterion: str = _help(
         "which weights IMP keeps, scoring the trained weights w_f against those the round started from w_i (Zhou et "
         "al.): large_final |w_f| (Frankle & Carbin), magnitude_increase |w_f|-|w_i|, movement |w_f-w_i|, "
@@ -381,6 +394,10 @@ class ExperimentConfig:
             self,
             prune_scope=prune_scope,
             prune_output=defaults.prune_output if self.prune_output is None else self.prune_output,
+            reset=self.reset or defaults.reset,
+            rewind_iteration=self.rewind_iteration
+            if self.rewind_iteration is not None
+            else (defaults.rewind_iteration if (self.reset or defaults.reset) == "rewind" else 0),
             optimizer=self.optimizer or defaults.optimizer,
             lr=self.lr if self.lr is not None else defaults.lr,
             batch_size=self.batch_size or defaults.batch_size,
@@ -494,7 +511,7 @@ def validate(config: ExperimentConfig) -> None:
     _check_choice("augment", config.augment, AUGMENTS, optional=True)
     if config.prune_scope is not None and config.prune_scope not in PRUNE_SCOPES:
         prune_function(config.prune_scope)
-    _check_choice("reset", config.reset, RESETS)
+    _check_choice("reset", config.reset, RESETS, optional=True)
     _check_choice("mask_criterion", config.mask_criterion, MASK_CRITERIA)
     _check_choice("init_pruning_counts", config.init_pruning_counts, INIT_PRUNING_COUNTS)
     if config.mask_criterion != "large_final" and config.prune_scope not in (None, *PRUNE_SCOPES):
@@ -525,8 +542,8 @@ def validate(config: ExperimentConfig) -> None:
         _check_type(name, getattr(config, name), bool)
     _check_type("prune_output", config.prune_output, bool, optional=True)
     for name in ("eval_every", "rewind_iteration", "warmup_iterations"):
-        _check_type(name, getattr(config, name), int)
-        if getattr(config, name) < 0:
+        _check_type(name, getattr(config, name), int, optional=name == "rewind_iteration")
+        if (getattr(config, name) or 0) < 0:
             raise ConfigError(name, getattr(config, name), "a non-negative integer")
     if (config.prune_scope or MODEL_DEFAULTS[model_family(config.model)].prune_scope) == "global":
         for name in ("prune_rate_conv", "prune_rate_output"):
@@ -549,8 +566,11 @@ def validate(config: ExperimentConfig) -> None:
         or list(milestones) != sorted(set(milestones))
     ):
         raise ConfigError("lr_milestones", milestones, "increasing fractions strictly between 0 and 1")
-    if config.reset == "rewind" and config.rewind_iteration < 1:
-        raise ConfigError("rewind_iteration", config.rewind_iteration, "a positive step when reset='rewind'")
+    defaults = MODEL_DEFAULTS[model_family(config.model)]
+    if (config.reset or defaults.reset) == "rewind":
+        step = config.rewind_iteration if config.rewind_iteration is not None else defaults.rewind_iteration
+        if step < 1:
+            raise ConfigError("rewind_iteration", config.rewind_iteration, "a positive step when reset='rewind'")
     if not isinstance(config.controls, tuple) or any(c not in CONTROLS for c in config.controls):
         raise ConfigError("controls", config.controls, "a list drawn from " + ", ".join(CONTROLS))
     if (

@@ -66,7 +66,7 @@ def prepare(config: ExperimentConfig, splitter: Splitter = default_splits, load_
     a seed's splits). With load_data=False the data is not loaded (the setting's dataset is None):
     its sizes and shapes come from data.DATASET_FACTS, for plans and cost previews of data that
     need not be here."""
-    config = config.resolved()
+    original, config = config, config.resolved()
     for field in ("exp_root", "model_root"):
         _check_writable(field, getattr(config, field))
     device = resolve_device(config.device)
@@ -81,11 +81,13 @@ def prepare(config: ExperimentConfig, splitter: Splitter = default_splits, load_
         else:
             num_train = len(splitter(dataset, config, config.seeds[0]).train_labels)
         input_shape, num_classes = dataset.input_shape, dataset.num_classes
-    if config.reset == "rewind" and config.rewind_iteration >= total_iterations(config, num_train):
+    steps = total_iterations(config, num_train)
+    if config.reset == "rewind" and not 0 < config.rewind_iteration < steps:
         raise ConfigError(
             "rewind_iteration",
             config.rewind_iteration,
-            f"fewer than the {total_iterations(config, num_train)} training steps per round",
+            f"a step from 1 to {steps - 1}, within the round's {steps} training steps"
+            + (f" ({config.model} rewinds by default: set it, or reset: init)" if original.reset is None else ""),
         )
     template = build_model(config, input_shape, num_classes, seed=0)
     return Setting(config, dataset, template, device, num_train, splitter)

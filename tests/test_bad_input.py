@@ -68,7 +68,7 @@ CASES = {  # name: (arguments, the start of the message after "error: ")
     ),
     "rewind past the run": (
         ["imp", *TINY, "--reset", "rewind", "--rewind-iteration", "50"],
-        "rewind_iteration=50 is not allowed: expected fewer than the 5 training steps",
+        "rewind_iteration=50 is not allowed: expected a step from 1 to 4, within the round's 5 training steps",
     ),
     "unavailable device": (["imp", *TINY, "--device", "cuda"], "device='cuda' is not allowed: expected an available"),
     "missing config file": (["imp", "--config", "missing.yaml"], "--config='missing.yaml' is not allowed: expected a"),

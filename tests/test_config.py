@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 
 from lthutils.config import ConfigError, ExperimentConfig
+from lthutils.experiments import prepare
 
 
 def test_resolved_takes_frankle_carbin_defaults():
@@ -88,8 +89,28 @@ def test_warmup_not_with_one_cycle():
 
 
 def test_rewind_needs_a_positive_iteration():
+    with pytest.raises(ConfigError, match="rewind_iteration=None is not allowed: expected a positive step"):
+        ExperimentConfig(reset="rewind")  # LeNets have no step to rewind to by default
     with pytest.raises(ConfigError, match="rewind_iteration=0"):
-        ExperimentConfig(reset="rewind")
+        ExperimentConfig(model="cifar_resnet_20", dataset="cifar10", rewind_iteration=0)
+
+
+def test_resnets_and_vggs_rewind_by_default_and_the_others_reset_to_theta_0():
+    """Frankle et al.: IMP with reset to theta_0 fails for ResNets and VGGs, so they rewind (to
+    step 1,000 unless told); what the user sets wins, and a LeNet's run keeps its identity."""
+    for model in ("cifar_resnet_20", "cifar_vgg_16", "resnet50"):
+        resolved = ExperimentConfig(model=model, dataset="cifar10").resolved()
+        assert (resolved.reset, resolved.rewind_iteration) == ("rewind", 1000)
+        resolved = ExperimentConfig(model=model, dataset="cifar10", rewind_iteration=200).resolved()
+        assert (resolved.reset, resolved.rewind_iteration) == ("rewind", 200)
+        resolved = ExperimentConfig(model=model, dataset="cifar10", reset="init").resolved()
+        assert (resolved.reset, resolved.rewind_iteration) == ("init", 0)
+    for model in ("lenet300", "lenet5", "alexnet"):
+        resolved = ExperimentConfig(model=model).resolved()
+        assert (resolved.reset, resolved.rewind_iteration) == ("init", 0)
+    assert ExperimentConfig().run_id() == ExperimentConfig(reset="init", rewind_iteration=0).run_id()
+    with pytest.raises(ConfigError, match=r"rewind_iteration=1000 .* \(cifar_resnet_20 rewinds by default"):
+        prepare(ExperimentConfig(model="cifar_resnet_20", dataset="cifar10", iterations=300), load_data=False)
 
 
 def test_epochs_or_iterations_required():

@@ -73,7 +73,7 @@ def test_a_cifar_plan_is_priced_without_its_data_on_its_own_input_shape(tmp_path
     """No CIFAR-10 here: the plan's sizes come from data.DATASET_FACTS and the calibration times
     the model on 3x32x32 inputs with crops and flips, under its own key."""
     common = dict(rounds=1, rate=None, iterations=40, seeds=[0], eval_every=20, val_size=None, quiet=True)
-    common["recipe"] = {"batch_size": 25}  # small batches: a quick calibration
+    common["recipe"] = {"batch_size": 25, "reset": "init"}  # small batches: a quick calibration
     units = study.plan_q1(
         "cifar10", ["cifar_resnet_8_4"], 1000, None, None, ["reinit"], **common,
         exp_root=str(tmp_path / "e"), model_root=str(tmp_path / "m"),
