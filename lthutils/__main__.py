@@ -50,8 +50,12 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prune-output", action=argparse.BooleanOptionalAction, help="prune the output layer (default: the model's)"
     )
-    parser.add_argument("--reset", help="init, rewind or reinit (fresh weights each round)")
-    parser.add_argument("--rewind-iteration", type=int, help="step to rewind to with --reset rewind")
+    parser.add_argument(
+        "--reset",
+        help="init, rewind or reinit (fresh weights each round); default: the model's (rewind for the CIFAR "
+        "ResNets, VGGs and resnet50, init for the others)",
+    )
+    parser.add_argument("--rewind-iteration", type=int, help="step to rewind to (default: 1000 if the model rewinds)")
     parser.add_argument(
         "--mask-criterion", help="large_final (default), magnitude_increase, movement or large_init_large_final"
     )
