@@ -62,11 +62,10 @@ def main() -> None:
             for tracker in TRACKERS:
                 settings = config(folder, tracker, name=f"bench{repeat}")
                 started = time.perf_counter()
-                tickets = find_tickets(settings)
+                find_tickets(settings)
                 seconds[tracker].append(time.perf_counter() - started)
                 frame = read_results(RunStore.of(settings).dir / "results.csv")
                 rows[tracker] = frame.drop(columns=["train_seconds", "eval_seconds", "checksum", "run_id"])
-                assert RunStore.of(settings).run_id == tickets.name
     for tracker in TRACKERS:
         pd.testing.assert_frame_equal(rows[tracker], rows["none"])
     best = {tracker: min(times) for tracker, times in seconds.items()}

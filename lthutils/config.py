@@ -390,14 +390,13 @@ class ExperimentConfig:
         prune_rate = self.prune_rate if self.prune_rate is not None else defaults.prune_rate
         prune_scope = self.prune_scope or defaults.prune_scope
         layerwise = prune_scope == "layerwise"  # global pruning has one rate for all layers
+        reset, rewind_iteration = _reset_and_step(self)
         return dataclasses.replace(
             self,
             prune_scope=prune_scope,
             prune_output=defaults.prune_output if self.prune_output is None else self.prune_output,
-            reset=self.reset or defaults.reset,
-            rewind_iteration=self.rewind_iteration
-            if self.rewind_iteration is not None
-            else (defaults.rewind_iteration if (self.reset or defaults.reset) == "rewind" else 0),
+            reset=reset,
+            rewind_iteration=rewind_iteration,
             optimizer=self.optimizer or defaults.optimizer,
             lr=self.lr if self.lr is not None else defaults.lr,
             batch_size=self.batch_size or defaults.batch_size,
@@ -494,6 +493,15 @@ def check_tracker(name: Any) -> None:
         raise ConfigError("tracker", name, f"{name} installed: pip install 'lthutils[trackers]'")
 
 
+def _reset_and_step(config: ExperimentConfig) -> tuple[str, int]:
+    """The reset and rewind step a config asks for, its model's where left None."""
+    defaults = MODEL_DEFAULTS[model_family(config.model)]
+    reset = config.reset or defaults.reset
+    if config.rewind_iteration is not None:
+        return reset, config.rewind_iteration
+    return reset, defaults.rewind_iteration if reset == "rewind" else 0
+
+
 def validate(config: ExperimentConfig) -> None:
     """Raise ConfigError for the first field that is out of its allowed range."""
     for name in ("name", "exp_root", "model_root"):
@@ -566,11 +574,9 @@ def validate(config: ExperimentConfig) -> None:
         or list(milestones) != sorted(set(milestones))
     ):
         raise ConfigError("lr_milestones", milestones, "increasing fractions strictly between 0 and 1")
-    defaults = MODEL_DEFAULTS[model_family(config.model)]
-    if (config.reset or defaults.reset) == "rewind":
-        step = config.rewind_iteration if config.rewind_iteration is not None else defaults.rewind_iteration
-        if step < 1:
-            raise ConfigError("rewind_iteration", config.rewind_iteration, "a positive step when reset='rewind'")
+    reset, step = _reset_and_step(config)
+    if reset == "rewind" and step < 1:
+        raise ConfigError("rewind_iteration", config.rewind_iteration, "a positive step when reset='rewind'")
     if not isinstance(config.controls, tuple) or any(c not in CONTROLS for c in config.controls):
         raise ConfigError("controls", config.controls, "a list drawn from " + ", ".join(CONTROLS))
     if (

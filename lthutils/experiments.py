@@ -82,7 +82,7 @@ def prepare(config: ExperimentConfig, splitter: Splitter = default_splits, load_
             num_train = len(splitter(dataset, config, config.seeds[0]).train_labels)
         input_shape, num_classes = dataset.input_shape, dataset.num_classes
     steps = total_iterations(config, num_train)
-    if config.reset == "rewind" and not 0 < config.rewind_iteration < steps:
+    if config.reset == "rewind" and config.rewind_iteration >= steps:  # a positive step: checked by validate
         raise ConfigError(
             "rewind_iteration",
             config.rewind_iteration,
