@@ -50,7 +50,10 @@ if TYPE_CHECKING:
 
 CALIBRATION_STEPS = 50  # at most: fewer (at least 3) where they would exceed CALIBRATION_WORK
 CALIBRATION_WORK = 1e11  # dense training FLOPs per timing: a CIFAR VGG's 50 steps would take minutes on a CPU
-CALIBRATION_STACK = 4  # the second stack size timed: step time is fitted as a + b * K
+# stack sizes timed; a stack's step time is read off the straight lines between them: the steps of
+# 15 or 20 stacked LeNet-300-100s are memory-bound, and the line through 1 and 4 alone priced a stack
+# of 15 at 11 ms a step against 14-17 measured (docs/PERFORMANCE.md)
+CALIBRATION_STACKS = (1, 4, MAX_STACKED_MODELS)
 CALIBRATION_POOL = 10_000  # training images to draw batches from: a pool that fits in cache would flatter the step
 
 
@@ -372,15 +375,25 @@ class Calibration:
     def parts(self, stack: Stack, threads: int, processes: int) -> tuple[float, float]:
         """seconds(), as (training steps, evaluation)."""
         config, key = stack.config, self.key(stack, threads, processes)
-        step_one, step_more, per_example = self.timing(key, lambda: measure_alongside(config, threads, processes))
-        slope = (step_more - step_one) / (CALIBRATION_STACK - 1)
-        step = step_one + slope * (stack.count - 1) if stack.stacked else step_one * stack.count
+        if len(self.measured.get(key, CALIBRATION_STACKS + (0,))) != len(CALIBRATION_STACKS) + 1:
+            del self.measured[key]  # timed at other stack sizes by an earlier version: timed again
+        *steps, per_example = self.timing(key, lambda: measure_alongside(config, threads, processes))
+        step = stack_step(stack.count, steps) if stack.stacked else steps[0] * stack.count
         return stack.steps * step, stack.count * stack.eval_examples * per_example
 
     def save(self) -> None:
         if self.changed:
             with contextlib.suppress(OSError):  # a cache that cannot be written is measured again next time
                 write_json(self.path, self.all)
+
+
+def stack_step(count: int, steps: list[float]) -> float:
+    """Seconds per step of a stack of `count` models, on the straight lines between the steps
+    timed at CALIBRATION_STACKS (and beyond the last, on the last line)."""
+    sizes = CALIBRATION_STACKS
+    i = next((i for i in range(1, len(sizes) - 1) if count <= sizes[i]), len(sizes) - 1)
+    slope = (steps[i] - steps[i - 1]) / (sizes[i] - sizes[i - 1])
+    return steps[i - 1] + slope * (count - sizes[i - 1])
 
 
 def measure_alongside(config: ExperimentConfig, threads: int, processes: int) -> list[float]:
@@ -400,8 +413,8 @@ def measure_alongside(config: ExperimentConfig, threads: int, processes: int) ->
 
 
 def measure(config: ExperimentConfig, threads: int, barrier: Any = None) -> list[float]:
-    """[seconds per step of one model, of a stack of CALIBRATION_STACK models (one model's again
-    for models that do not stack), seconds per evaluated example of one model], timed with
+    """[seconds per step of a stack of each of CALIBRATION_STACKS models (one model's each time for
+    models that do not stack), seconds per evaluated example of one model], timed with
     `threads` torch threads on synthetic inputs of the config's dataset's shape and classes
     (speed does not depend on the pixels). `barrier`: shared with processes measuring at the same
     time; each timing starts together."""
@@ -423,7 +436,7 @@ def measure(config: ExperimentConfig, threads: int, barrier: Any = None) -> list
 
         splits = Splits(*images(CALIBRATION_POOL), *images(10), *images(10))
         step = []
-        for count in (1, CALIBRATION_STACK) if stackable(template) else (1,):
+        for count in CALIBRATION_STACKS if stackable(template) else (1,):
             seconds = []
             for _ in range(3):  # the first run warms the kernels up; the fastest of the others counts
                 if barrier is not None:
@@ -438,7 +451,7 @@ def measure(config: ExperimentConfig, threads: int, barrier: Any = None) -> list
                 seconds.append(result.train_seconds * count / steps)  # train_seconds: per model
             step.append(min(seconds[1:]))
         if len(step) == 1:  # a model that does not stack: its "stack" is itself again
-            step.append(step[0])
+            step *= len(CALIBRATION_STACKS)
         stack = make_stack([template], [Mask.ones(template)], config.precision)
         evaluation = images(EVAL_BATCH_SIZE)
         seconds = []

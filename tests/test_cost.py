@@ -61,8 +61,8 @@ def test_calibration_is_measured_once_per_machine_and_setting(tmp_path, cache):
     assert list(measured) == [cost.machine()]
     (key,) = measured[cost.machine()]  # one architecture, batch size, optimizer, precision and thread count
     assert key == "fc1x30 batch 60 adam fp32, 1 threads x 2 processes"  # timed in 2 processes at once
-    step_one, step_four, per_example = measured[cost.machine()][key]
-    assert 0 < step_one < step_four and per_example > 0
+    *steps, per_example = measured[cost.machine()][key]  # a step of 1, 4 and 16 stacked models
+    assert len(steps) == len(cost.CALIBRATION_STACKS) and 0 < steps[0] < steps[1] < steps[2] and per_example > 0
     stamp = cache.stat().st_mtime_ns
     cost.plan_cost(units, "local", workers=2)
     assert cache.stat().st_mtime_ns == stamp  # read, not measured again
@@ -151,3 +151,11 @@ def test_seeds_are_grouped_to_fill_stacks_and_then_the_workers(tmp_path):
     assert groups([fc], 2) == [("fc", (0,)), ("fc", (1, 2)), ("fc", (3, 4)), ("fc", (5, 6))]  # 2 tasks a thread
     assert groups([fc], 4) == [("fc", (s,)) for s in range(7)]  # as many as the seeds allow
     assert groups([fc, lenet5], 2, seeds_per_task=1) == [(u.config.model, (s,)) for u in units for s in range(7)]
+
+
+def test_a_stack_step_lies_on_the_lines_between_the_timed_stacks():
+    steps = [1.0, 2.5, 8.5]  # timed at 1, 4 and 16 models: 0.5 a model up to 4, then 0.5 again
+    assert cost.CALIBRATION_STACKS == (1, 4, 16)
+    assert [cost.stack_step(k, steps) for k in (1, 2, 4, 10, 16)] == [1.0, 1.5, 2.5, 5.5, 8.5]
+    kinked = [1.0, 2.5, 14.5]  # 1 a model from 4 to 16: memory-bound
+    assert [cost.stack_step(k, kinked) for k in (3, 5, 15)] == [2.0, 3.5, 13.5]
