@@ -3,7 +3,7 @@ FLOPs, and a projected wall time on this machine.
 
 The counts follow from the plan alone and equal what the runs' rows then record (one row per
 training; `train_iterations` and `train_examples` per row). The time comes from a short
-calibration of each architecture's training step (stacks of 1 and 4 models) and evaluation on
+calibration of each architecture's training step (stacks of 1, 4 and 16 models) and evaluation on
 this machine, timed in as many processes at once as will train side by side, measured once and
 cached in `~/.cache/lthutils/calibration.json` (or $LTHUTILS_CACHE), then spread over the
 workers the way `cluster.run_units` hands out tasks.
