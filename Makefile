@@ -57,5 +57,6 @@ bench: setup
 	$(PY) bench/cluster_speed.py
 	$(PY) bench/grouping_speed.py
 	$(PY) bench/tracker_overhead.py
+	$(PY) bench/stack_calibration.py
 	$(PY) bench/profile_study.py params/full/
 	$(PY) bench/eval_share.py exp_result

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 CALIBRATION_STEPS = 50  # at most: fewer (at least 3) where they would exceed CALIBRATION_WORK
 CALIBRATION_WORK = 1e11  # dense training FLOPs per timing: a CIFAR VGG's 50 steps would take minutes on a CPU
 # stack sizes timed; a stack's step time is read off the straight lines between them: the steps of
-# 15 or 20 stacked LeNet-300-100s are memory-bound, and the line through 1 and 4 alone priced a stack
+# 15 or 16 stacked LeNet-300-100s are memory-bound, and the line through 1 and 4 alone priced a stack
 # of 15 at 11 ms a step against 14-17 measured (docs/PERFORMANCE.md)
 CALIBRATION_STACKS = (1, 4, MAX_STACKED_MODELS)
 CALIBRATION_POOL = 10_000  # training images to draw batches from: a pool that fits in cache would flatter the step
