@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy
 import torch
 
 from lthutils.config import ExperimentConfig
@@ -375,7 +376,7 @@ class Calibration:
     def parts(self, stack: Stack, threads: int, processes: int) -> tuple[float, float]:
         """seconds(), as (training steps, evaluation)."""
         config, key = stack.config, self.key(stack, threads, processes)
-        if len(self.measured.get(key, CALIBRATION_STACKS + (0,))) != len(CALIBRATION_STACKS) + 1:
+        if len(self.measured.get(key, ())) not in (0, len(CALIBRATION_STACKS) + 1):
             del self.measured[key]  # timed at other stack sizes by an earlier version: timed again
         *steps, per_example = self.timing(key, lambda: measure_alongside(config, threads, processes))
         step = stack_step(stack.count, steps) if stack.stacked else steps[0] * stack.count
@@ -388,12 +389,9 @@ class Calibration:
 
 
 def stack_step(count: int, steps: list[float]) -> float:
-    """Seconds per step of a stack of `count` models, on the straight lines between the steps
-    timed at CALIBRATION_STACKS (and beyond the last, on the last line)."""
-    sizes = CALIBRATION_STACKS
-    i = next((i for i in range(1, len(sizes) - 1) if count <= sizes[i]), len(sizes) - 1)
-    slope = (steps[i] - steps[i - 1]) / (sizes[i] - sizes[i - 1])
-    return steps[i - 1] + slope * (count - sizes[i - 1])
+    """Seconds per step of a stack of `count` models (at most MAX_STACKED_MODELS), on the straight
+    lines between the steps timed at CALIBRATION_STACKS."""
+    return float(numpy.interp(count, CALIBRATION_STACKS, steps))
 
 
 def measure_alongside(config: ExperimentConfig, threads: int, processes: int) -> list[float]:
