@@ -5,7 +5,9 @@ Fashion-MNIST with 800 steps per round in one, on MNIST with 10,000 in the other
     python scripts/studies_side_by_side.py docs/results/quick/verdicts.csv docs/results/full/q3/verdicts.csv
 
 Prints a markdown table per question the second file holds: each setting's verdict, mean
-difference and 95% interval (points) in each study, and the seeds it had.
+difference and 95% interval (points) in each study, and the seeds it had; then, over the
+settings both hold, how many verdicts differ, how far the mean differences move (mean and
+largest absolute change, points) and how many settings each study decided.
 """
 
 from __future__ import annotations
@@ -45,6 +47,20 @@ def main() -> None:
         print(f"| comparison | setting | {names[0]} | {names[1]} |\n|---|---|---|---|")
         for (comparison, setting), row in rows.iterrows():
             print(f"| {comparison} | {setting} | {row[names[0]]} | {row[names[1]]} |")
+    print(f"\n{agreement(first, second, names)}")
+
+
+def agreement(first: pd.DataFrame, second: pd.DataFrame, names: list[str]) -> str:
+    """One sentence on the settings both studies hold: verdicts that differ, how far the mean
+    differences move, and how many settings each decided (a verdict other than inconclusive)."""
+    both = first.merge(second, on=KEYS, suffixes=("_1", "_2"))
+    moved = (both["mean difference (points)_2"] - both["mean difference (points)_1"]).abs()
+    decided = [int((both[f"verdict_{i}"] != "inconclusive").sum()) for i in (1, 2)]
+    return (
+        f"{len(both)} settings in both: {int((both['verdict_1'] != both['verdict_2']).sum())} verdicts differ; "
+        f"the mean differences move by {moved.mean():.2f} points on average (at most {moved.max():.2f}); "
+        f"decided: {decided[0]} in {names[0]}, {decided[1]} in {names[1]}."
+    )
 
 
 if __name__ == "__main__":

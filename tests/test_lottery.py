@@ -230,4 +230,5 @@ def test_imp_on_batch_norm_models_prunes_globally_and_leaves_batch_norm_dense(ti
         if name in ticket.mask
     )
     if model == "cifar_resnet_8_4":
-        assert (frame["test_acc"] > 0.2).all()  # 600 real digits, 40 steps: chance is 0.1 (1,000 test digits)
+        # 600 real digits, 40 steps; chance is 0.1 with a sd of 0.0095 on 1,000 test digits: 0.13 is 3 sd above it
+        assert (frame["test_acc"] > 0.13).all() and frame["test_acc"].mean() > 0.2

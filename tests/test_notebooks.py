@@ -176,6 +176,42 @@ def test_notebook_parameters_are_the_plans_parameters():
 
 
 @pytest.mark.slow
+def test_carried_rows_restore_a_searchs_rows_on_another_machine_and_transfers_are_refused(study_run, tmp_path):
+    """scripts/carry_rows.py: `save` copies a file's run folders without tickets and logs the save;
+    `restore` puts them under another exp_root (another machine's) where it has fewer rows."""
+    root, _, _ = study_run
+    carried, script = tmp_path / "carried", [sys.executable, "scripts/carry_rows.py"]
+    values = yaml.safe_load((root / "params" / "q1.yaml").read_text())
+    subprocess.run(
+        [*script, "save", str(root / "params" / "q1.yaml"), str(carried)], check=True, cwd=NOTEBOOKS_DIR.parent
+    )
+    runs = sorted(path.parent.relative_to(carried) for path in carried.rglob("results.csv"))
+    assert [run.parts[0] for run in runs] == ["q1", "q1"] and not list(carried.rglob("*.pt"))
+    saves = pd.read_csv(carried / "saves.csv")
+    assert sorted(saves["run"]) == [str(run) for run in runs] and saves["rows"].sum() == ROWS["q1"]
+    values["parameters"].update(exp_root=str(tmp_path / "exp_result"), model_root=str(tmp_path / "model_save"))
+    (tmp_path / "q1.yaml").write_text(yaml.safe_dump(values))
+    restore = [*script, "restore", str(tmp_path / "q1.yaml"), str(carried)]
+    printed = subprocess.run(restore, check=True, capture_output=True, text=True, cwd=NOTEBOOKS_DIR.parent).stdout
+    assert printed.count("rows restored (0 here before)") == 2
+    for run in runs:
+        assert (tmp_path / "exp_result" / run / "results.csv").read_bytes() == (
+            root / "exp_result" / run / "results.csv"
+        ).read_bytes()
+    again = subprocess.run(restore, check=True, capture_output=True, text=True, cwd=NOTEBOOKS_DIR.parent).stdout
+    assert again == ""  # nothing where this machine has as many rows
+    refused = subprocess.run(
+        [*script, "save", str(root / "params" / "q2.yaml"), str(carried)],
+        capture_output=True,
+        text=True,
+        cwd=NOTEBOOKS_DIR.parent,
+    )
+    assert refused.returncode == 1 and refused.stderr.strip().endswith(
+        "expected a file of searches only (such as q1.yaml)"
+    )
+
+
+@pytest.mark.slow
 def test_a_finished_study_publishes_each_question_alone_with_the_whole_studys_verdicts(study_run, tmp_path):
     """scripts/publish_study.py: each finished file's report alone in its own folder (what
     docs/results/full/ holds), with the verdicts of the report over the whole study; a file whose

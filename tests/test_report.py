@@ -1,5 +1,13 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
 from lthutils.report import summarize
 from lthutils.results import RunStore
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_summary_averages_over_seeds(tmp_path):
@@ -96,4 +104,31 @@ def test_one_seed_gets_a_difference_and_no_interval(tmp_path):
         summarize(store.results_path)
         .splitlines()[-1]
         .endswith(": the dense network (round 0) -5.00 at early stop, -10.00 at the end (1 seed, no interval).")
+    )
+
+
+def test_studies_side_by_side_counts_what_moves_between_two_studies(tmp_path):
+    """scripts/studies_side_by_side.py: per setting both verdicts, then the settings both hold:
+    verdicts that differ, mean and largest move of the mean difference, settings decided."""
+    columns = ["question", "comparison", "setting", "seeds", "mean difference (points)", "95% low", "95% high"]
+    first = [
+        ["q1", "ticket vs reinit", "fc1x10", 5, 0.9, 0.6, 1.2, "better"],
+        ["q1", "ticket vs reinit", "fc1x50", 5, 0.1, -0.3, 0.5, "inconclusive"],
+        ["q1", "ticket vs reinit", "fc1x99", 5, 0.0, -0.1, 0.1, "equivalent"],
+    ]  # only in the first
+    second = [
+        ["q1", "ticket vs reinit", "fc1x10", 5, 0.6, 0.1, 1.1, "inconclusive"],
+        ["q1", "ticket vs reinit", "fc1x50", 5, 0.2, -0.2, 0.6, "inconclusive"],
+    ]
+    paths = []
+    for name, rows in (("a", first), ("b", second)):
+        (tmp_path / name).mkdir()
+        paths.append(tmp_path / name / "verdicts.csv")
+        pd.DataFrame(rows, columns=[*columns, "verdict"]).to_csv(paths[-1], index=False)
+    command = [sys.executable, "scripts/studies_side_by_side.py", *map(str, paths)]
+    printed = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
+    assert "| ticket vs reinit | fc1x10 | better: +0.90 [+0.60, +1.20], 5 seeds | inconclusive: +0.60" in printed
+    assert printed.splitlines()[-1] == (
+        "2 settings in both: 1 verdicts differ; the mean differences move by 0.20 points on average "
+        "(at most 0.30); decided: 1 in a, 0 in b."
     )
