@@ -5,18 +5,20 @@
 
 A study longer than a session (params/full/q1.yaml) is run across sessions whose machines do
 not keep exp_result/. `save` copies each of the file's run folders (results.csv, config.json,
-provenance.json) into the folder, laid out as under exp_root, and appends to its saves.csv who
-saved how many rows where (commit, CPU, date). `restore` copies them back into exp_root where
-this machine has fewer rows. A search whose every row exists is finished without its tickets
-(lottery._first_round), so the next `run-all` of the file skips it; a search cut short starts
-again at theta_0 and retrains its ticket trunk only (the rows it has are kept, its controls
-not retrained): its rounds after the cut come from the trunk retrained on the machine that
-finishes it. Transfers need their source's tickets: files that have transfers are refused.
+provenance.json) that has more rows than the folder holds into it, laid out as under exp_root,
+and appends to its saves.csv each run's rows, the commit its provenance names, this machine's
+CPU and the date. `restore` copies them back into exp_root where this machine has fewer rows.
+A search whose every row exists is finished without its tickets (lottery._first_round), so the
+next `run-all` of the file skips it; a search cut short starts again at theta_0 and retrains its
+ticket trunk only (the rows it has are kept, its controls not retrained): its rounds after the
+cut come from the trunk retrained on the machine that finishes it. Transfers need their
+source's tickets: files that have transfers are refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +28,7 @@ import pandas as pd
 from lthutils import runner
 from lthutils.config import ConfigError
 from lthutils.cost import cpu_name
-from lthutils.results import git_commit, read_results, write_atomic
+from lthutils.results import read_results, write_atomic
 
 RUN_FILES = ("results.csv", "config.json", "provenance.json")
 
@@ -60,7 +62,8 @@ def save(parameter_file: runner.ParameterFile, out: Path) -> None:
         rows = rows_in(exp_root / folder)
         if rows > rows_in(out / folder):
             copy_run(exp_root / folder, out / folder)
-            saved.append({"run": str(folder), "rows": rows, "commit": git_commit(), "cpu": cpu_name(), "saved": stamp})
+            commit = json.loads((exp_root / folder / "provenance.json").read_text())["git_commit"]
+            saved.append({"run": str(folder), "rows": rows, "commit": commit, "cpu": cpu_name(), "saved": stamp})
             print(f"{folder}: {rows} rows saved")
     if saved:
         log = out / "saves.csv"
