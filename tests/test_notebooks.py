@@ -178,7 +178,8 @@ def test_notebook_parameters_are_the_plans_parameters():
 @pytest.mark.slow
 def test_carried_rows_restore_a_searchs_rows_on_another_machine_and_transfers_are_refused(study_run, tmp_path):
     """scripts/carry_rows.py: `save` copies a file's run folders without tickets and logs the save;
-    `restore` puts them under another exp_root (another machine's) where it has fewer rows."""
+    `restore` puts them under another exp_root (another machine's) where it has fewer rows, and
+    the notebook run there trains nothing and concludes as the first did."""
     root, _, _ = study_run
     carried, script = tmp_path / "carried", [sys.executable, "scripts/carry_rows.py"]
     values = yaml.safe_load((root / "params" / "q1.yaml").read_text())
@@ -200,6 +201,13 @@ def test_carried_rows_restore_a_searchs_rows_on_another_machine_and_transfers_ar
         ).read_bytes()
     again = subprocess.run(restore, check=True, capture_output=True, text=True, cwd=NOTEBOOKS_DIR.parent).stdout
     assert again == ""  # nothing where this machine has as many rows
+    run = [sys.executable, "-m", "lthutils", "run", str(tmp_path / "q1.yaml"), "--output-dir", str(tmp_path)]
+    subprocess.run(run, check=True, capture_output=True, text=True, cwd=NOTEBOOKS_DIR.parent)
+    assert [path.name for path in (tmp_path / "model_save").rglob("*.pt")] == ["round0.pt"] * 2  # nothing trained
+    ((mine, declared),), ((theirs, _),) = (study.plans(folder / "exp_result")["q1"] for folder in (tmp_path, root))
+    pd.testing.assert_frame_equal(
+        *(study.QUESTIONS["q1"].evidence(frame, declared).primary for frame in (mine, theirs))
+    )
     refused = subprocess.run(
         [*script, "save", str(root / "params" / "q2.yaml"), str(carried)],
         capture_output=True,
