@@ -277,18 +277,20 @@ def kinds_at(round_index: int, controls: tuple[str, ...]) -> list[str]:
 
 def _first_round(config: ExperimentConfig, store: RunStore, seed: int, done: set) -> int | None:
     """The round a seed resumes at: its first unfinished one (a row or the next round's ticket
-    missing), or earlier if that round's ticket is missing; None once every row exists, tickets
-    or not (rows carried to another machine without them: scripts/carry_rows.py)."""
+    missing), or earlier if that round's ticket is missing; None when it is finished. A seed
+    with every row and none of its pruned tickets is finished too: its rows were carried to this
+    machine without them (scripts/carry_rows.py); a ticket missing among others is found again."""
     missing = {
         r for r in range(config.rounds + 1) if any((seed, r, k) not in done for k in kinds_at(r, config.controls))
     }
-    if not missing:
-        return None
     todo = [
         r
         for r in range(config.rounds + 1)
         if r in missing or (r < config.rounds and not store.ticket_path(seed, r + 1).exists())
     ]
+    carried = not missing and not any(store.ticket_path(seed, r).exists() for r in range(1, config.rounds + 1))
+    if not todo or carried:
+        return None
     first = todo[0]
     while first > 0 and not store.ticket_path(seed, first).exists():
         first -= 1
