@@ -23,7 +23,7 @@ from torch import nn
 from lthutils import tracking
 from lthutils.config import ConfigError, ExperimentConfig
 from lthutils.data import DATASET_FACTS, Dataset, Splits, load_dataset, make_splits, split_indices, training_examples
-from lthutils.lottery import Ticket, kinds_at, result_row, run_imp, train_tickets
+from lthutils.lottery import Ticket, carried, kinds_at, result_row, run_imp, train_tickets
 from lthutils.models import build_model
 from lthutils.results import (
     LOG,
@@ -140,6 +140,8 @@ def find_tickets(config: ExperimentConfig, splitter: Splitter = default_splits) 
     config = setting.config
     store = RunStore.of(config)
     with store.claim(config.seeds):
+        if carried(config, store):  # nothing to train or write: provenance.json names who made the rows
+            return store.ticket_dir
         source = {"config": config.to_dict(), "num_train": setting.num_train}
         _start_run(setting, store, {store.ticket_dir / SOURCE_FILE: source})
         splits_of = {seed: setting.splits(seed) for seed in config.seeds}

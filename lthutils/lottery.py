@@ -275,26 +275,35 @@ def kinds_at(round_index: int, controls: tuple[str, ...]) -> list[str]:
     return ["ticket"] + (list(controls) if round_index > 0 else [])
 
 
+def _carried(config: ExperimentConfig, store: RunStore, seed: int, done: set) -> bool:
+    """Every row of the seed here and none of its pruned tickets: rows carried to this machine
+    without them (scripts/carry_rows.py), finished."""
+    every_row = all((seed, r, k) in done for r in range(config.rounds + 1) for k in kinds_at(r, config.controls))
+    return every_row and not any(store.ticket_path(seed, r).exists() for r in range(1, config.rounds + 1))
+
+
 def _first_round(config: ExperimentConfig, store: RunStore, seed: int, done: set) -> int | None:
     """The round a seed resumes at: its first unfinished one (a row or the next round's ticket
-    missing), or earlier if that round's ticket is missing; None when it is finished. A seed
-    with every row and none of its pruned tickets is finished too: its rows were carried to this
-    machine without them (scripts/carry_rows.py); a ticket missing among others is found again."""
-    missing = {
-        r for r in range(config.rounds + 1) if any((seed, r, k) not in done for k in kinds_at(r, config.controls))
-    }
+    missing), or earlier if that round's ticket is missing; None when it is finished, or carried
+    (a ticket missing among others is found again)."""
     todo = [
         r
         for r in range(config.rounds + 1)
-        if r in missing or (r < config.rounds and not store.ticket_path(seed, r + 1).exists())
+        if any((seed, r, k) not in done for k in kinds_at(r, config.controls))
+        or (r < config.rounds and not store.ticket_path(seed, r + 1).exists())
     ]
-    carried = not missing and not any(store.ticket_path(seed, r).exists() for r in range(1, config.rounds + 1))
-    if not todo or carried:
+    if not todo or _carried(config, store, seed, done):
         return None
     first = todo[0]
     while first > 0 and not store.ticket_path(seed, first).exists():
         first -= 1
     return first
+
+
+def carried(config: ExperimentConfig, store: RunStore) -> bool:
+    """Whether every seed of `config` was carried to this machine finished, without its tickets."""
+    done = store.done()
+    return all(_carried(config, store, seed, done) for seed in config.seeds)
 
 
 def run_imp(

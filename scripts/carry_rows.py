@@ -9,7 +9,7 @@ provenance.json) that has more rows than the folder holds into it, laid out as u
 and appends to its saves.csv each run's rows, the commit its provenance names, this machine's
 CPU and the date. `restore` copies them back into exp_root where this machine has fewer rows. A
 search whose every row exists and none of whose tickets are there is finished
-(lottery._first_round), so the next `run-all` of the file skips it; a search cut short starts
+(lottery.carried), so the next `run-all` of the file skips it; a search cut short starts
 again at theta_0 and retrains its ticket trunk only (the rows it has are kept, its controls not
 retrained): its rounds after the cut come from the trunk retrained on the machine that finishes
 it. Transfers need their source's tickets: files that have transfers are refused.

@@ -124,18 +124,21 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny, tmp_path):
 
 def test_rows_carried_without_tickets_finish_a_search_and_a_cut_one_ends_as_if_straight(tiny):
     """A search's rows without its tickets (scripts/carry_rows.py): all of them, nothing is
-    trained again; those of rounds 0-1 only, the trunk is retrained from theta_0 and round 2's
-    rows come out as in the uninterrupted run."""
+    trained or written again (its provenance still names the machine that made them); those of
+    rounds 0-1 only, the trunk is retrained from theta_0 and round 2's rows come out as in the
+    uninterrupted run."""
     find_tickets(tiny)
     results = Path(tiny.exp_root) / "tiny" / tiny.run_id() / "results.csv"
     straight = results.read_text()
     shutil.rmtree(tiny.model_root)
+    provenance = results.parent / "provenance.json"
+    provenance.write_text(json.dumps({**json.loads(provenance.read_text()), "platform": "the machine before"}))
+    made_by = provenance.read_text()
     find_tickets(tiny)
-    assert results.read_text() == straight
-    assert [p.name for p in (Path(tiny.model_root) / tiny.run_id() / "seed0").iterdir()] == ["round0.pt"]
+    assert results.read_text() == straight and provenance.read_text() == made_by
+    assert not list(Path(tiny.model_root).rglob("*.pt"))
     lines, rounds = straight.splitlines(keepends=True), pd.read_csv(results)["round"]
     results.write_text(lines[0] + "".join(line for line, r in zip(lines[1:], rounds) if r <= 1))
-    shutil.rmtree(tiny.model_root)
     find_tickets(tiny)
     cols = ["seed", "round", "kind", "weights_remaining", "test_acc", "val_loss", "early_stop_iter", "nonzero_weights"]
     after, before = (pd.read_csv(results)[cols], pd.read_csv(io.StringIO(straight))[cols])
