@@ -46,6 +46,10 @@ DELTA = 0.5  # points of accuracy: about the spread float rounding alone gives o
 ALPHA = 0.05
 POWER = 0.8  # the power "seeds to decide" aims for
 MOST_SEEDS = 1000  # beyond this, "more than 1,000 seeds"
+# Differences (points) closer than this are equal: accuracies are float32 fractions, so the same
+# number of images apart gives differences up to about 1e-5 points apart, while one image of a
+# test set of N, averaged over L levels, is 100 / (N L) points: above this while N L < 1e6.
+SPREAD_TOLERANCE = 1e-4
 
 
 def paired(
@@ -82,17 +86,23 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     return mean - half, mean + half
 
 
+def no_spread(values: np.ndarray) -> bool:
+    """Whether a sample's differences are all equal, up to float rounding (SPREAD_TOLERANCE)."""
+    return len(values) > 0 and float(np.ptp(values)) <= SPREAD_TOLERANCE
+
+
 def t_test(values: np.ndarray, bound: float, alternative: str) -> float:
     """p-value of the one-sample t-test of the mean against `bound` ('two-sided', 'greater' or
-    'less'); 1 with fewer than 2 values. With no spread (n equal differences: t is undefined) the
-    exact sign test stands in (scipy's binomtest: n of n on one side, p = 0.5^n one-sided), so
-    equal differences decide only with enough seeds (accuracies are discrete: equal differences
-    happen)."""
+    'less'); 1 with fewer than 2 values. With no spread (n equal differences, up to float
+    rounding: no_spread; t is undefined, or huge on rounding noise) the exact sign test stands in
+    (scipy's binomtest: n of n on one side, p = 0.5^n one-sided), so equal differences decide
+    only with enough seeds (accuracies are discrete: equal differences happen)."""
     if len(values) < 2:
         return 1.0
-    if np.std(values) == 0:
-        mean = float(np.mean(values))
-        holds = {"two-sided": mean != bound, "greater": mean > bound, "less": mean < bound}[alternative]
+    if no_spread(values):
+        gap = float(np.mean(values)) - bound
+        away = SPREAD_TOLERANCE
+        holds = {"two-sided": abs(gap) > away, "greater": gap > away, "less": gap < -away}[alternative]
         side = "two-sided" if alternative == "two-sided" else "greater"  # n of n on the side asked for
         return float(scipy_stats.binomtest(len(values), len(values), 0.5, side).pvalue) if holds else 1.0
     return float(scipy_stats.ttest_1samp(values, bound, alternative=alternative).pvalue)
@@ -104,7 +114,7 @@ def p_values(values: np.ndarray, delta: float) -> dict[str, float]:
     side. The same as t_test (scipy's ttest_1samp) for each, computed at once: the simulations
     call this hundreds of thousands of times (tests/test_stats.py checks the two agree)."""
     n = len(values)
-    if n < 2 or np.std(values) == 0:
+    if n < 2 or no_spread(values):
         mean = float(np.mean(values)) if n else 0.0
         return {
             "p_direction": t_test(values, 0.0, "two-sided"),
@@ -132,7 +142,7 @@ def describe(values: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
         "sd": sd,
         "low": low,
         "high": high,
-        "effect_size": mean / sd if sd and sd > 0 else math.nan,
+        "effect_size": mean / sd if sd > 0 and not no_spread(values) else math.nan,
     }
 
 
@@ -273,9 +283,12 @@ def simultaneous(differences: pd.DataFrame, level: str, delta: float = DELTA, al
     rows = []
     n = len(table)
     if n >= 2:
-        centered = (table - table.mean()).to_numpy()
+        flat = [no_spread(table[name].to_numpy()) for name in table.columns]
+        centered = (table - table.mean()).to_numpy(copy=True)
+        centered[:, flat] = 0.0  # rounding noise is no spread: such a level has no t
         wide = max_t_critical(centered, 1 - alpha)
         narrow = max_t_critical(centered, 1 - 2 * alpha)
+        sign_level = alpha / len(table.columns)  # a level without spread: the sign test, Bonferroni
     for name, values in differences.groupby(level, sort=False)["difference"]:
         row = {level: name, **describe(values.to_numpy(dtype=float))}
         verdict = "inconclusive"
@@ -283,7 +296,12 @@ def simultaneous(differences: pd.DataFrame, level: str, delta: float = DELTA, al
             complete = table[name].to_numpy()
             mean, sem = complete.mean(), complete.std(ddof=1) / math.sqrt(n)
             row.update(simultaneous_low=mean - wide * sem, simultaneous_high=mean + wide * sem)
-            if mean - wide * sem > 0:
+            if no_spread(complete):
+                if t_test(complete, 0.0, "two-sided") <= sign_level:
+                    verdict = "better" if mean > 0 else "worse"
+                elif max(t_test(complete, -delta, "greater"), t_test(complete, delta, "less")) <= sign_level:
+                    verdict = "equivalent"
+            elif mean - wide * sem > 0:
                 verdict = "better"
             elif mean + wide * sem < 0:
                 verdict = "worse"
@@ -338,8 +356,13 @@ def seeds_to_decide(
     """The fewest seeds (2 .. MOST_SEEDS) at which a true difference `mean` with spread `sd` is
     decided with probability `target` by the test it is nearer to passing (better / worse, or
     equivalent), and that claim; (None, claim) beyond MOST_SEEDS."""
-    if not sd > 0:
-        return 2, "better" if mean > 0 else "worse" if mean < 0 else "equivalent"
+    if not sd > SPREAD_TOLERANCE:  # equal differences: the sign test's n of n, p = 0.5^n one-sided
+        options = []
+        if abs(mean) > SPREAD_TOLERANCE:
+            options.append((math.ceil(math.log2(2 / level_direction)), "better" if mean > 0 else "worse"))
+        if abs(mean) < delta - SPREAD_TOLERANCE:
+            options.append((math.ceil(math.log2(1 / level_equivalence)), "equivalent"))
+        return min(options) if options else (None, "better" if mean > 0 else "worse")
     seeds = np.arange(2, MOST_SEEDS + 1)
     found = power(mean, sd, seeds, level_direction, level_equivalence, delta)
     options = []

@@ -40,6 +40,15 @@ def test_holm_across_settings_is_statsmodels_holm_on_the_two_sided_p_values():
         assert list(table["verdict"].isin(["better", "worse"])) == list(rejected)
 
 
+def test_holm_across_settings_is_statsmodels_holm_on_the_equivalence_p_values():
+    generator = np.random.default_rng(6)
+    for _ in range(20):
+        table = stats.verdicts(endpoints(draw(generator, [0.0, 0.2, -0.3], 5)), ["setting"])
+        rejected = multipletests(table["p_equivalent"], alpha=ALPHA, method="holm")[0]
+        shown_within = (table["verdict"] == "equivalent") | (table["margin"] == "within")
+        assert list(shown_within) == list(rejected)
+
+
 def test_under_a_true_null_a_family_calls_better_or_worse_at_most_alpha_of_the_time():
     found = operating_characteristics([0.0] * 3, FIVE_SEEDS, families=2000, seed=3)
     assert found["any_better_or_worse"] <= ALPHA + tolerance(ALPHA, 2000)

@@ -17,6 +17,7 @@ from lthutils.stats import (
     paired_differences,
     power,
     seeds_to_decide,
+    simultaneous,
     t_interval,
     verdicts,
 )
@@ -112,6 +113,55 @@ def test_seeds_to_decide_is_where_the_power_reaches_80_percent():
         key = "equivalence" if expected == "equivalent" else "direction"
         assert reached[key][0] < 0.8 <= reached[key][1]
     assert seeds_to_decide(0.5, 50.0, 0.05, 0.05, 0.5) == (None, "better")  # beyond 1,000 seeds
+
+
+CONTROLS = [8766, 9212, 9033, 8900, 9100, 8650, 9300, 8875]  # correct test images of 10,000, per seed
+
+
+def images_apart(gap: int, seeds: int, level: int = 1) -> pd.DataFrame:
+    """Ticket and reinit rows per seed, the ticket `gap` images of 10,000 ahead, their accuracies
+    as training.evaluate gives them (float32 correct / count, as Python floats)."""
+    rows = []
+    for seed, correct in enumerate(CONTROLS[:seeds]):
+        for kind, count in (("reinit", correct), ("ticket", correct + gap)):
+            accuracy = float(np.float32(count) / np.float32(10_000))
+            rows.append({"cell": "a", "round": level, "seed": seed, "kind": kind, "test_acc_at_early_stop": accuracy})
+    return pd.DataFrame(rows)
+
+
+def test_seeds_the_same_number_of_images_apart_have_no_spread_and_take_the_sign_test():
+    differences = paired_differences(images_apart(11, 8), ["cell"], "reinit")
+    assert 0 < differences["difference"].std() < 1e-5  # float32 rounding, not a spread
+    three = verdicts(differences[differences["seed"] < 3], ["cell"]).iloc[0]
+    assert three["verdict"] == "inconclusive" and three["p_direction"] == pytest.approx(2 * 0.5**3)
+    assert np.isnan(three["effect_size"])
+    seven = verdicts(differences[differences["seed"] < 7], ["cell"]).iloc[0]
+    assert (seven["verdict"], seven["margin"]) == ("better", "within")  # both sign tests: 0.0156, 0.0078
+    assert seven["p_direction"] == pytest.approx(2 * 0.5**7) and seven["p_equivalent"] == pytest.approx(0.5**7)
+
+
+def test_equal_differences_at_the_margin_are_not_shown_within_it():
+    differences = paired_differences(images_apart(50, 8), ["cell"], "reinit")  # 0.4999995 points each
+    found = verdicts(differences, ["cell"]).iloc[0]
+    assert (found["verdict"], found["margin"]) == ("better", "not shown")
+    assert found["p_equivalent"] == 1.0 and found["p_beyond"] == 1.0
+
+
+def test_a_level_without_spread_takes_the_sign_test_bonferroni_over_the_levels():
+    spread = paired_differences(frame_of({"a": [0.9, 1.6, 0.4, 1.2, 0.7, 1.4, 1.0]}), ["cell"], "reinit")
+    for seeds, expected in ((3, "inconclusive"), (7, "better")):  # 2 x 0.5^7 = 0.016 <= 0.05 / 2
+        flat = paired_differences(images_apart(11, seeds, level=2), ["cell", "round"], "reinit")
+        rows = pd.concat([spread[spread["seed"] < seeds].assign(round=1), flat])
+        table = simultaneous(rows[["seed", "round", "difference"]], "round").set_index("round")
+        assert table.loc[2, "verdict"] == expected
+        assert table.loc[1, "simultaneous_high"] - table.loc[1, "simultaneous_low"] > 0.5  # a real spread
+
+
+def test_seeds_to_decide_without_spread_counts_the_sign_tests_seeds():
+    level = 0.05 / 3
+    assert seeds_to_decide(0.11, 0.0, level, level, 0.5) == (6, "equivalent")  # 0.5^6 <= 0.0167
+    assert seeds_to_decide(1.0, 3e-6, level, level, 0.5) == (7, "better")  # 2 x 0.5^7 <= 0.0167
+    assert seeds_to_decide(0.0, 0.0, level, level, 0.5) == (6, "equivalent")
 
 
 def test_the_max_t_critical_value_lies_between_one_level_and_independent_levels():
