@@ -98,11 +98,13 @@ def operating_characteristics(
 ) -> dict[str, np.ndarray | float]:
     """Run `families` simulated comparisons (settings with true means `means`) through the rule
     with `design`: per setting the rate of each verdict and how often its 95% interval held its
-    true mean, the mean number of seeds it was decided (or left) with, and the rate of families
-    with any better or worse verdict."""
+    true mean, the mean number of seeds it was decided (or left) with, and the rates of families
+    with any better or worse verdict, with any setting shown within the margin (equivalent, or
+    better / worse by less than it) and with any shown beyond it (by more than it)."""
     generator = np.random.default_rng(seed)
     counts = {verdict: np.zeros(len(means)) for verdict in stats.VERDICTS}
-    covered, seeds, any_direction = np.zeros(len(means)), np.zeros(len(means)), 0
+    covered, seeds = np.zeros(len(means)), np.zeros(len(means))
+    any_direction = any_within = any_beyond = 0
     for _ in range(families):
         table = stats.verdicts(
             endpoints(draw(generator, means, design.looks[-1], spread), spread), ["setting"], delta, alpha, design
@@ -112,9 +114,13 @@ def operating_characteristics(
         covered += ((table["low"] <= means) & (means <= table["high"])).to_numpy()
         seeds += table["seeds"].to_numpy()
         any_direction += table["verdict"].isin(["better", "worse"]).any()
+        any_within += ((table["verdict"] == "equivalent") | (table["margin"] == "within")).any()
+        any_beyond += (table["margin"] == "beyond").any()
     return {
         **{verdict: count / families for verdict, count in counts.items()},
         "coverage": covered / families,
         "seeds": seeds / families,
         "any_better_or_worse": any_direction / families,
+        "any_within_margin": any_within / families,
+        "any_beyond_margin": any_beyond / families,
     }
