@@ -11,6 +11,7 @@ from lthutils.lottery import Ticket, data_seed, derive_seed, fresh_weights, next
 from lthutils.models import build_model, layer_kinds
 from lthutils.pruning import Mask
 from lthutils.results import read_results
+from lthutils.training import train
 
 
 @pytest.fixture
@@ -81,7 +82,12 @@ def test_rewind_reset_goes_back_to_step_k(tiny):
     theta_0 = Ticket.load(tickets / "seed0" / "round0.pt").weights
     rewound = Ticket.load(tickets / "seed0" / "round1.pt").weights
     assert not torch.equal(rewound["1.weight"], theta_0["1.weight"])
-    assert (rewound["1.weight"] - theta_0["1.weight"]).abs().max() < 0.05  # two small Adam steps away
+    # exactly the weights of theta_0 trained alone for 2 steps of round 0's batches (a constant lr)
+    setting = prepare(replace(tiny, epochs=None, iterations=2, eval_every=0, rounds=1, controls=()))
+    round0 = Ticket.load(tickets / "seed0" / "round0.pt")
+    model = round0.model(setting.template)
+    train(model, round0.mask, setting.splits(0), setting.config, data_seed(round0, "ticket"))
+    assert all(torch.equal(weight, rewound[name]) for name, weight in model.state_dict().items())
 
 
 def test_reinit_keeps_mask_changes_values(template):
@@ -149,7 +155,8 @@ def test_next_mask_uses_the_trained_weights(template):
 
 
 def test_derived_seeds_are_stable_and_distinct():
-    assert derive_seed(0, 1, "reinit") == derive_seed(0, 1, "reinit")
+    # pinned: the same in every process and on every machine (rows are resumed and carried across them)
+    assert derive_seed(0, 1, "reinit") == 1534706333 and derive_seed(4, 9, "data") == 1629274342
     assert len({derive_seed(s, r, k) for s in range(3) for r in range(5) for k in ("reinit", "data")}) == 30
 
 
@@ -199,7 +206,8 @@ def test_retrain_is_the_ticket_itself_on_another_data_order(tiny, tmp_path):
 @pytest.mark.parametrize("model", ["cifar_resnet_8_4", "cifar_vgg_11"])
 def test_imp_on_batch_norm_models_prunes_globally_and_leaves_batch_norm_dense(tiny, model):
     """The CIFAR families through IMP with rewinding on real images: the levels global pruning
-    promises, batch norm never masked, VGG's output layer dense, every mask held, above chance."""
+    promises, batch norm never masked, VGG's output layer dense, every mask held, the ResNet above
+    chance."""
     config = replace(  # digits5k: real digits, and a test set of 1,000 that a VGG evaluates quickly
         tiny,
         dataset="digits5k",
@@ -223,12 +231,11 @@ def test_imp_on_batch_norm_models_prunes_globally_and_leaves_batch_norm_dense(ti
     assert not any("bn" in name or name.endswith(".running_mean") for name in ticket.mask)
     output = next(name for name, kind in layer_kinds(setup.template).items() if kind == "output")
     assert (f"{output}.weight" in ticket.mask) == (model != "cifar_vgg_11")  # OpenLTH leaves VGG's dense
-    trained = ticket.model(setup.template)
-    assert all(
-        int((param[ticket.mask[name] == 0] != 0).sum()) == 0
-        for name, param in trained.named_parameters()
-        if name in ticket.mask
-    )
+    for row in frame[frame["kind"] != "random_mask"].itertuples():  # each trained model's weights held its mask
+        alive = Ticket.load(tickets / f"seed{row.seed}" / f"round{row.round}.pt").mask.alive()
+        nonzero = json.loads(row.nonzero_by_layer)  # a surviving weight may train to exactly 0 (VGG: 1 of 1.8 M)
+        assert nonzero.keys() == alive.keys() and all(nonzero[name] <= alive[name] for name in alive)
+        assert sum(nonzero.values()) >= 0.9999 * sum(alive.values())
     if model == "cifar_resnet_8_4":
         # 600 real digits, 40 steps; chance is 0.1 with a sd of 0.0095 on 1,000 test digits: 0.13 is 3 sd above it
         assert (frame["test_acc"] > 0.13).all() and frame["test_acc"].mean() > 0.2
