@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from lthutils.config import ConfigError, ExperimentConfig
-from lthutils.experiments import evaluate_tickets, find_tickets
+from lthutils.experiments import evaluate_tickets, find_tickets, prepare
+from lthutils.lottery import Ticket
 
 
 def replace(config, **changes):
@@ -36,7 +38,15 @@ def test_transfer_to_another_dataset_with_controls(tiny):
     assert (frame["test_acc"] > 0.2).all()
     source = pd.read_csv(f"{tiny.exp_root}/tiny/{tiny.run_id()}/results.csv")
     merged = frame.merge(source, on=["round", "kind"], suffixes=("", "_source"))
-    assert (merged["weights_remaining"] == merged["weights_remaining_source"]).all()  # same masks
+    assert (merged["weights_remaining"] == merged["weights_remaining_source"]).all()  # same sparsities
+    setting = prepare(target)  # and the same tickets: each one's accuracy before training on the target
+    validation = setting.splits(0)
+    for row in frame[frame["kind"] == "ticket"].itertuples():
+        model = Ticket.load(tickets / "seed0" / f"round{row.round}.pt").model(setting.template).eval()
+        with torch.no_grad():
+            accuracy = (model(validation.val_images).argmax(1) == validation.val_labels).float().mean().item()
+        step, _, before = json.loads(row.curve)[0]
+        assert step == 0 and before == pytest.approx(accuracy, abs=1e-6)
     assert folder.name.startswith("lenet300-digits5k-adam-eval-")
 
 
