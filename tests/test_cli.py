@@ -46,6 +46,14 @@ def test_imp_then_evaluate_then_summarize(tmp_path, capsys, monkeypatch):
     tickets = tmp_path / "model_save" / folder.name
     assert main(["evaluate", str(tickets), "--name", "to-digits", "--dataset", "digits5k", *flags]) == 0
     assert "reinit final acc (%)" in capsys.readouterr().out
+    moved = pd.read_csv(next((tmp_path / "exp_result" / "to-digits").iterdir()) / "results.csv")
+    assert set(moved["dataset"]) == {"digits5k"} and set(moved["source_run_id"]) == {folder.name}
+    assert sorted(zip(moved["seed"], moved["round"], moved["kind"])) == [
+        (0, 0, "ticket"),
+        (0, 1, "reinit"),
+        (0, 1, "ticket"),
+    ]
+    assert (moved["test_acc"] > 0.2).all()  # 10 classes: chance is 0.1
     assert main(["summarize", str(folder)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("|")[1].strip() for line in lines if line.startswith("|")][2:] == ["0", "1"]

@@ -248,12 +248,18 @@ def test_a_leak_is_caught(fashion_splits):
         check_mask_holds(model, mask)
 
 
-def test_device_resolution():
-    assert resolve_device("cpu").type == "cpu"
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="device='cuda' is not allowed: expected an available device: cpu"):
+@pytest.mark.parametrize(
+    ("cuda", "mps", "expected"), [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")]
+)
+def test_device_resolution(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type == expected
+    if not cuda:
+        allowed = "cpu, mps" if mps else "cpu"
+        with pytest.raises(
+            ConfigError, match=f"device='cuda' is not allowed: expected an available device: {allowed}$"
+        ):
             resolve_device("cuda")
 
 
