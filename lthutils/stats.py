@@ -100,8 +100,7 @@ def t_test(values: np.ndarray, bound: float, alternative: str) -> float:
     if len(values) < 2:
         return 1.0
     if no_spread(values):
-        gap = float(np.mean(values)) - bound
-        away = SPREAD_TOLERANCE
+        gap, away = float(np.mean(values)) - bound, SPREAD_TOLERANCE  # within it of the bound: not past it
         holds = {"two-sided": abs(gap) > away, "greater": gap > away, "less": gap < -away}[alternative]
         side = "two-sided" if alternative == "two-sided" else "greater"  # n of n on the side asked for
         return float(scipy_stats.binomtest(len(values), len(values), 0.5, side).pvalue) if holds else 1.0
@@ -283,9 +282,9 @@ def simultaneous(differences: pd.DataFrame, level: str, delta: float = DELTA, al
     rows = []
     n = len(table)
     if n >= 2:
-        flat = [no_spread(table[name].to_numpy()) for name in table.columns]
+        flat = {name: no_spread(table[name].to_numpy()) for name in table.columns}
         centered = (table - table.mean()).to_numpy(copy=True)
-        centered[:, flat] = 0.0  # rounding noise is no spread: such a level has no t
+        centered[:, list(flat.values())] = 0.0  # rounding noise is no spread: such a level has no t
         wide = max_t_critical(centered, 1 - alpha)
         narrow = max_t_critical(centered, 1 - 2 * alpha)
         sign_level = alpha / len(table.columns)  # a level without spread: the sign test, Bonferroni
@@ -296,7 +295,7 @@ def simultaneous(differences: pd.DataFrame, level: str, delta: float = DELTA, al
             complete = table[name].to_numpy()
             mean, sem = complete.mean(), complete.std(ddof=1) / math.sqrt(n)
             row.update(simultaneous_low=mean - wide * sem, simultaneous_high=mean + wide * sem)
-            if no_spread(complete):
+            if flat[name]:
                 if t_test(complete, 0.0, "two-sided") <= sign_level:
                     verdict = "better" if mean > 0 else "worse"
                 elif max(t_test(complete, -delta, "greater"), t_test(complete, delta, "less")) <= sign_level:
@@ -356,20 +355,19 @@ def seeds_to_decide(
     """The fewest seeds (2 .. MOST_SEEDS) at which a true difference `mean` with spread `sd` is
     decided with probability `target` by the test it is nearer to passing (better / worse, or
     equivalent), and that claim; (None, claim) beyond MOST_SEEDS."""
-    if not sd > SPREAD_TOLERANCE:  # equal differences: the sign test's n of n, p = 0.5^n one-sided
-        options = []
-        if abs(mean) > SPREAD_TOLERANCE:
-            options.append((math.ceil(math.log2(2 / level_direction)), "better" if mean > 0 else "worse"))
-        if abs(mean) < delta - SPREAD_TOLERANCE:
-            options.append((math.ceil(math.log2(1 / level_equivalence)), "equivalent"))
-        return min(options) if options else (None, "better" if mean > 0 else "worse")
-    seeds = np.arange(2, MOST_SEEDS + 1)
-    found = power(mean, sd, seeds, level_direction, level_equivalence, delta)
     options = []
-    for name, values in (("equivalence", found["equivalence"]), ("direction", found["direction"])):
-        reached = np.flatnonzero(np.asarray(values) >= target)
-        if len(reached):
-            options.append((int(seeds[reached[0]]), name))
+    if not sd > SPREAD_TOLERANCE:  # equal differences: the sign test's n of n, p = 0.5^n one-sided
+        if abs(mean) > SPREAD_TOLERANCE:
+            options.append((math.ceil(math.log2(2 / level_direction)), "direction"))
+        if abs(mean) < delta - SPREAD_TOLERANCE:
+            options.append((math.ceil(math.log2(1 / level_equivalence)), "equivalence"))
+    else:
+        seeds = np.arange(2, MOST_SEEDS + 1)
+        found = power(mean, sd, seeds, level_direction, level_equivalence, delta)
+        for name, values in (("equivalence", found["equivalence"]), ("direction", found["direction"])):
+            reached = np.flatnonzero(np.asarray(values) >= target)
+            if len(reached):
+                options.append((int(seeds[reached[0]]), name))
     words = {"direction": "better" if mean > 0 else "worse", "equivalence": "equivalent"}
     if not options:
         return None, words["direction" if abs(mean) >= delta else "equivalence"]
