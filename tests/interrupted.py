@@ -3,8 +3,9 @@
     python tests/interrupted.py POINT N -- imp --dataset digits5k ...
 
 The process kills itself the N-th time it reaches POINT (see POINTS); POINT `none` runs to the
-end. Either way, every (seed, round, kind) it trained is printed to stderr as `trained: [...]`,
-so a test can tell what a rerun recomputed. Used by tests/test_reliability.py.
+end. Either way, every (seed, round, kind) it trained is printed to stderr as `trained: [...]`
+(first `trained: []`, before any work), so a test can tell what a rerun recomputed, nothing
+included. Used by tests/test_reliability.py.
 """
 
 from __future__ import annotations
@@ -113,4 +114,5 @@ experiments.train_tickets = recording(experiments.train_tickets)
 _load = lottery.Ticket.load.__func__
 lottery.Ticket.load = classmethod(lambda cls, path: (reach("between rounds"), _load(cls, path))[1])
 
+print("trained: []", file=sys.stderr, flush=True)
 sys.exit(cli.main(ARGS))

@@ -133,8 +133,10 @@ def test_every_control_keeps_the_tickets_counts_and_the_ablations_do_what_they_s
         inverted = ticket.variant(f"{method}_invert", lenet, splits)
         overlap = sum(int((inverted.mask[n] * chosen.mask[n]).sum()) for n in mask)
         # one-shot at 20% density: the lowest-scored fifth and the highest-scored fifth are disjoint;
-        # SynFlow rescores as it prunes, so its inverted pick only differs
-        assert overlap == 0 if method != "synflow" else overlap < sum(mask.alive().values()), method
+        # SynFlow rescores as it prunes, so its inverted pick shares fewer weights with its pick
+        # than a random mask of those counts would, by more than five of chance's sds (measured: 5,052 of 10,649)
+        chance = sum(float(chosen.mask[n].sum() * inverted.mask[n].sum() / chosen.mask[n].numel()) for n in mask)
+        assert overlap == 0 if method != "synflow" else overlap < chance - 5 * chance**0.5, (method, overlap, chance)
     overall = ticket.variant("snip", lenet, splits, counts="global").mask
     assert sum(overall.alive().values()) == sum(mask.alive().values())
     assert overall.alive() != mask.alive()

@@ -19,7 +19,6 @@ from tiny_study import FIGURES, PARAMETERS, ROWS
 
 from lthutils import analysis, plots, study
 from lthutils.report import _markdown_to_html, build_report
-from lthutils.rule import Analysis
 from lthutils.runner import KERNEL, NOTEBOOKS_DIR, notebook_defaults
 
 
@@ -167,12 +166,26 @@ def test_committed_notebooks_are_clean_with_one_parameters_cell():
 
 
 def test_notebook_parameters_are_the_plans_parameters():
+    """Each notebook hands every parameter of its parameters cell (but the scheduler) to its
+    question's plan under its own name, and the plan accepts them all."""
     for question in study.QUESTIONS.values():
-        defaults = notebook_defaults(NOTEBOOKS_DIR / question.notebook)
+        path = NOTEBOOKS_DIR / question.notebook
+        defaults = notebook_defaults(path)
         assert defaults.pop("scheduler") is None  # where the units run: study.run's, not the plan's
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        calls = [
+            node
+            for node in ast.walk(ast.parse(code))
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "question.units"
+        ]
+        assert len(calls) == 1, path.name
+        passed = {k.arg: ast.unparse(k.value) for k in calls[0].keywords}
+        assert not calls[0].args and passed == {name: name for name in defaults}, path.name
         units, declared = question.units(**{**defaults, "exp_root": "/nowhere", "model_root": "/nowhere"})
         assert units and all(unit.config.exp_root == "/nowhere" for unit in units)
-        assert declared == Analysis.declare(defaults["primary"], defaults["delta"], defaults["seeds"])
+        assert (declared.primary, declared.delta) == (defaults["primary"], defaults["delta"]), path.name
+        assert declared.design.to_parameter() == defaults["seeds"], path.name
+        assert all(list(u.config.seeds) == list(declared.design.seeds) for u in units), path.name
 
 
 @pytest.mark.slow

@@ -33,12 +33,16 @@ TRANSFER = ["evaluate", f"model_save/{RUN_ID}", "--name", "transfer", "--dataset
 def run(root: Path, args: list[str], point: str = "none", nth: int = 1) -> subprocess.CompletedProcess:
     """The CLI in `root`, killed the nth time it reaches `point` (tests/interrupted.py)."""
     command = [sys.executable, str(HELPER), point, str(nth), "--", *args]
-    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    lines = result.stderr.splitlines(keepends=True)  # the helper's `trained:` lines apart from the CLI's own
+    result.trained = [line for line in lines if line.startswith("trained: ")]
+    result.stderr = "".join(line for line in lines if not line.startswith("trained: "))
+    return result
 
 
 def trained(result: subprocess.CompletedProcess) -> set:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("trained: ")]
-    return {tuple(item) for item in json.loads(lines[-1][len("trained: ") :])} if lines else set()
+    assert result.trained, f"tests/interrupted.py printed no `trained:` line:\n{result.stderr[-2000:]}"
+    return {tuple(item) for item in json.loads(result.trained[-1][len("trained: ") :])}
 
 
 def rows(root: Path, name: str) -> pd.DataFrame:

@@ -1,13 +1,16 @@
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from lthutils import analysis, cost, pipeline_cost, study
 from lthutils.config import ConfigError
 from lthutils.experiments import finished_elsewhere
+from lthutils.lottery import Ticket
 from lthutils.results import read_results
 from lthutils.rule import Analysis
 
@@ -323,6 +326,42 @@ def test_q4_trains_the_baselines_at_the_tickets_sparsities_and_costs_the_whole_p
         "few-sample vs all-sample ticket (same seed)",
     }
     assert overall["chance_corrected"].between(-0.1, 1.0).all()
+    # every overlap recomputed from the tickets on disk: the right folders, seeds and rounds paired
+    searches = settled[~settled["transfer"] & (settled["kind"] == "ticket")]
+    folder = dict(zip(searches["setting"], searches["tickets"]))  # one search per setting
+
+    def ticket(setting: str, seed: int, round_index: int) -> Ticket:
+        return Ticket.load(Path(folder[setting]) / f"seed{seed}" / f"round{round_index}.pt")
+
+    def jaccard(first: dict, second: dict) -> float:
+        shared = sum(int((first[n].bool() & second[n].bool()).sum()) for n in first)
+        return shared / (sum(int(first[n].sum() + second[n].sum()) for n in first) - shared)
+
+    def at_init(found: Ticket) -> dict:  # per layer, the largest |theta_0| as many as the ticket keeps
+        kept = {}
+        for name, mask in found.mask.items():
+            scores = found.weights[name].abs().flatten()
+            chosen = torch.zeros_like(scores)
+            chosen[scores.topk(int(mask.sum())).indices] = 1
+            kept[name] = chosen.reshape(mask.shape)
+        return kept
+
+    measured = overall.set_index(["pair", "setting", "seed", "round"])["jaccard"]
+    expected = {}
+    for setting in folder:
+        for seed, round_index in itertools.product([0, 1], [1, 2]):
+            found = ticket(setting, seed, round_index)
+            expected[(f"ticket of {setting} vs magnitude at init", setting, seed, round_index)] = jaccard(
+                found.mask, at_init(found)
+            )
+            if seed == 0:
+                other = ticket(setting, 1, round_index).mask
+                expected[("across seeds", setting, 0, round_index)] = jaccard(found.mask, other)
+            if setting != "all 3,600":
+                pair = ("few-sample vs all-sample ticket (same seed)", setting, seed, round_index)
+                expected[pair] = jaccard(found.mask, ticket("all 3,600", seed, round_index).mask)
+    assert sorted(measured.index) == sorted(expected)
+    assert measured.to_dict() == pytest.approx(expected)
     assert "**Pipeline cost**" in evidence.conclusion and "Mask overlap" in evidence.conclusion
 
 
