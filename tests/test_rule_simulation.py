@@ -106,10 +106,14 @@ def test_the_power_at_a_stated_effect_is_what_plan_predicts(seeds, effect):
     assert abs(found["better"][0] - predicted) <= tolerance(predicted, 1500) + 0.01
 
 
+@pytest.mark.slow
 def test_per_level_verdicts_keep_alpha_over_a_settings_levels():
+    """A null setting's 7 correlated levels: some level called better or worse in alpha of the
+    settings, neither above it nor far below (an over-strict correction decides nothing);
+    measured 0.047 of 2,000."""
     generator = np.random.default_rng(8)
-    settings, rejected = 600, 0
+    settings, rejected = 2000, 0
     for _ in range(settings):
         table = stats.simultaneous(as_differences(draw(generator, [0.0], 5)), "round")
         rejected += table["verdict"].isin(["better", "worse"]).any()
-    assert rejected / settings <= ALPHA + tolerance(ALPHA, settings)
+    assert abs(rejected / settings - ALPHA) <= tolerance(ALPHA, settings)
