@@ -215,7 +215,7 @@ def _with_seeds_to_decide(primary: pd.DataFrame, analysis: Analysis) -> pd.DataF
 
 def _empty_primary() -> pd.DataFrame:
     columns = ["comparison", "setting", "look", "n", "mean", "sd", "low", "high", "effect_size", "p_direction"]
-    columns += ["p_equivalent", "level_direction", "level_equivalence", "verdict", "margin", "levels"]
+    columns += ["p_equivalent", "p_beyond", "level_direction", "level_equivalence", "verdict", "margin", "levels"]
     return pd.DataFrame(columns=[*columns, "highest_pct", "lowest_pct"])
 
 
@@ -310,6 +310,7 @@ LABELS = {  # the tables' columns as a reader sees them
     "effect_size": "effect size (d_z)",
     "p_direction": "p (mean 0)",
     "p_equivalent": "p (TOST)",
+    "p_beyond": "p (beyond margin)",  # held to half its level (mean 0) for "by more than the margin"
     "level_direction": "its level (mean 0)",
     "seeds_to_decide": "seeds to decide",
     "levels": "weights remaining",
@@ -322,13 +323,13 @@ LABELS = {  # the tables' columns as a reader sees them
 def verdict_table(primary: pd.DataFrame, delta: float) -> pd.DataFrame:
     """The primary verdicts as a reader's table: one row per (comparison, setting), rounded."""
     columns = ["comparison", "setting", "n", "mean", "low", "high", "effect_size", "p_direction", "p_equivalent"]
-    table = primary[[*columns, "level_direction", "seeds_to_decide"]]
+    table = primary[[*columns, "p_beyond", "level_direction", "seeds_to_decide"]]
     table = table.assign(
         verdict=[stats.claim(v, m, delta) for v, m in zip(primary["verdict"], primary["margin"])],
         levels=[f"{a:.3g}-{b:.3g}%" for a, b in zip(primary["highest_pct"], primary["lowest_pct"])],
     )
     rounding = {"mean": 2, "low": 2, "high": 2, "effect_size": 2, "p_direction": 5, "p_equivalent": 5}
-    return table.round({**rounding, "level_direction": 5}).rename(columns=LABELS)
+    return table.round({**rounding, "p_beyond": 5, "level_direction": 5}).rename(columns=LABELS)
 
 
 def level_table(levels: pd.DataFrame) -> pd.DataFrame:

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 
-from lthutils import analysis, cost, pipeline_cost, study
+from lthutils import analysis, cost, pipeline_cost, rule, study
 from lthutils.config import ConfigError
 from lthutils.experiments import finished_elsewhere
 from lthutils.lottery import Ticket
@@ -170,6 +171,10 @@ def test_q1_conclusion_is_the_count_of_the_rules_primary_verdicts():
     assert markdown.index("**Decision rule**") < markdown.index("**ticket vs reinit**") < markdown.index("**Caveats**")
     assert "primary endpoint**: each seed's mean paired difference over the pruned levels at or below 50%" in markdown
     assert evidence.runs[("ticket vs reinit", "gain")] == {"run-gain"}
+    table = rule.verdict_table(evidence.primary, 0.5).set_index("setting")  # the reader's verdicts.csv
+    beyond = scipy.stats.ttest_1samp([2.9, 3.1, 3.0, 3.2, 2.8], 0.5, alternative="greater").pvalue
+    assert table.loc["gain", "p (beyond margin)"] == pytest.approx(beyond, abs=1e-5)
+    assert table.loc["gain", "p (beyond margin)"] <= table.loc["gain", "its level (mean 0)"] / 2
 
 
 def test_a_dense_network_still_improving_for_a_minority_of_seeds_keeps_the_verdict():
