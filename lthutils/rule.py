@@ -328,8 +328,9 @@ def verdict_table(primary: pd.DataFrame, delta: float) -> pd.DataFrame:
         verdict=[stats.claim(v, m, delta) for v, m in zip(primary["verdict"], primary["margin"])],
         levels=[f"{a:.3g}-{b:.3g}%" for a, b in zip(primary["highest_pct"], primary["lowest_pct"])],
     )
-    rounding = {"mean": 2, "low": 2, "high": 2, "effect_size": 2, "p_direction": 5, "p_equivalent": 5}
-    return table.round({**rounding, "p_beyond": 5, "level_direction": 5}).rename(columns=LABELS)
+    rounding = {"mean": 2, "low": 2, "high": 2, "effect_size": 2}
+    rounding |= dict.fromkeys(["p_direction", "p_equivalent", "p_beyond", "level_direction"], 5)
+    return table.round(rounding).rename(columns=LABELS)
 
 
 def level_table(levels: pd.DataFrame) -> pd.DataFrame:
