@@ -184,6 +184,7 @@ def run_units(
                 key = f"{task.describe()}-{secrets.token_hex(4)}"
                 future = client.submit(run_task, task, files, key=key, pure=False)
                 running[future] = (task, needs, finds)
+                display.started(task.describe())
                 finished.add(future)
 
         try:

@@ -13,6 +13,7 @@ relays its output there and says so through the environment (LIVE).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import os
 import sys
@@ -65,16 +66,20 @@ def _clock(seconds: float) -> str:
 
 
 class Display:
-    """Tasks' progress for a person: `event` for what a worker reports, `finished` for a task
-    done. `projected`: each task's projected seconds by its description (cost.task_seconds), or None;
-    the ETA is the projected seconds left over the workers, scaled by how long the finished
-    tasks took against their projection."""
+    """Tasks' progress for a person: `started` for a task handed to a worker, `event` for what a
+    worker reports, `finished` for a task done. `projected`: each task's projected seconds by its
+    description (cost.task_seconds), in the order they will be handed out, or None. The ETA
+    schedules what is left on the workers as the client hands it out (a task holds one worker
+    thread from start to end; the next waits for the first thread free): each running task for
+    its projection less the time it has run, then the tasks not started, every projection scaled
+    by how long the finished tasks took against theirs."""
 
     def __init__(self, total: int, title: str, workers: int, projected: dict[str, float] | None, stream: TextIO):
         self.total, self.title, self.workers, self.projected, self.stream = total, title, workers, projected, stream
         self.tty = stream.isatty() or os.environ.get(LIVE) == "1"
-        self.done, self.started = 0, time.monotonic()
-        self.finished_projected = 0.0
+        self.done, self.began = 0, time.monotonic()
+        self.running: dict[str, float] = {}  # task -> when it started
+        self.took, self.finished_projected = 0.0, 0.0  # the finished tasks' seconds, and their projection's
         self.lines: dict[str, tqdm] = {}
         self.bar = tqdm(total=total, desc=title, file=stream, mininterval=1.0, disable=not self.tty, position=0)
         if self.tty and projected:
@@ -86,13 +91,25 @@ class Display:
         """'about H:MM:SS left (cost model)', or '' without a projection or with nothing left."""
         if not self.projected:
             return ""
-        scale = 1.0
-        if self.finished_projected > 0:  # how much longer than projected the finished tasks took
-            scale = (time.monotonic() - self.started) * self.workers / self.finished_projected
-        return f"about {_clock(sum(self.projected.values()) * scale / self.workers)} left (cost model)"
+        scale = self.took / self.finished_projected if self.finished_projected > 0 else 1.0
+        now = time.monotonic()
+        running = [
+            max(0.0, seconds * scale - (now - self.running[task]))
+            for task, seconds in self.projected.items()
+            if task in self.running
+        ]
+        free = sorted(running + [0.0] * max(0, self.workers - len(running)))  # when each worker thread frees up
+        for task, seconds in self.projected.items():
+            if task not in self.running:
+                heapq.heapreplace(free, free[0] + seconds * scale)
+        return f"about {_clock(max(free))} left (cost model)"
 
     def _print(self, line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=self.stream, flush=True)
+
+    def started(self, task: str) -> None:
+        """`task` (its description) is handed to a worker thread."""
+        self.running[task] = time.monotonic()
 
     def event(self, worker: str, task: str, what: str) -> None:
         """`worker` (its name) reports `what` of `task`."""
@@ -108,8 +125,10 @@ class Display:
     def finished(self, task: str, failed: bool) -> None:
         """`task` (its description) is over, run or not."""
         self.done += 1
-        if self.projected:
-            self.finished_projected += self.projected.pop(task, 0.0)
+        projected = self.projected.pop(task, 0.0) if self.projected else 0.0
+        if task in self.running:  # a task never started (its search failed) says nothing of the projection
+            self.took += time.monotonic() - self.running.pop(task)
+            self.finished_projected += projected
         eta = self.eta()
         if not self.tty:
             self._print(
@@ -124,7 +143,7 @@ class Display:
             line.close()
         self.bar.close()
         if not self.tty:
-            self._print(f"{self.title}: {self.done} of {self.total} tasks in {_clock(time.monotonic() - self.started)}")
+            self._print(f"{self.title}: {self.done} of {self.total} tasks in {_clock(time.monotonic() - self.began)}")
 
 
 def stream() -> TextIO:

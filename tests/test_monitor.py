@@ -24,6 +24,8 @@ def clock(monkeypatch):
 def test_plain_lines_one_per_event_with_an_eta_from_the_cost_model(clock):
     out = io.StringIO()
     display = monitor.Display(2, "tasks on here", 2, {"search a": 100.0, "search b": 300.0}, out)
+    display.started("search a")
+    display.started("search b")
     display.event("0", "search a", "started")
     display.event("0", "search a", "round 1, 15 trainings")
     clock[0] += 40  # the first task took 40 s against 100 projected: the rest will take 0.4 x theirs
@@ -32,14 +34,45 @@ def test_plain_lines_one_per_event_with_an_eta_from_the_cost_model(clock):
     display.close()
     lines = [re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", line) for line in out.getvalue().splitlines()]
     assert lines == [
-        "tasks on here: 2 tasks; about 3:20 left (cost model)",  # 400 s over 2 workers
+        "tasks on here: 2 tasks; about 5:00 left (cost model)",  # a on one worker, b on the other
         "worker 0: search a: started",
         "worker 0: search a: round 1, 15 trainings",
-        "done 1/2: search a; about 2:00 left (cost model)",  # 300 x 40 x 2 / 100 / 2
+        "done 1/2: search a; about 1:20 left (cost model)",  # b: 300 x 0.4, less the 40 s it has run
         "failed 2/2: search b",  # nothing left
         "tasks on here: 2 of 2 tasks in 0:40",
     ]
     assert "\r" not in out.getvalue()
+
+
+def test_the_eta_schedules_tasks_on_the_workers(clock):
+    """Tasks wait for a free worker thread, and one task is not shared out: the ETA is the
+    schedule's end, not the projected seconds over the workers."""
+    display = monitor.Display(4, "tasks", 2, {"a": 60.0, "b": 600.0, "c": 300.0, "d": 300.0}, io.StringIO())
+    assert display.eta() == "about 11:00 left (cost model)"  # a, c and d on one thread (660 s), b on the other
+    display.started("a")
+    display.started("b")
+    clock[0] += 120  # a took 120 s against 60: everything takes twice its projection
+    display.finished("a", failed=False)
+    display.started("c")
+    assert display.eta() == "about 20:00 left (cost model)"  # b: 1,200 - 120 = 1,080; c then d: 600 + 600
+    clock[0] += 600
+    display.finished("c", failed=False)
+    display.started("d")
+    assert display.eta() == "about 10:00 left (cost model)"  # b: 1,200 - 720 = 480; d: 600 (a and c: 720 for 360)
+    clock[0] += 600
+    display.finished("d", failed=False)
+    assert display.eta() == "about 0:00 left (cost model)"  # b ran past its projection: no time left to show
+    display.finished("b", failed=False)
+    assert display.eta() == ""
+
+
+def test_a_task_never_started_does_not_move_the_scale(clock):
+    display = monitor.Display(3, "tasks", 1, {"search": 100.0, "transfer": 50.0, "other": 100.0}, io.StringIO())
+    display.started("search")
+    clock[0] += 300
+    display.finished("search", failed=True)
+    display.finished("transfer", failed=True)  # not run: the search it needs failed
+    assert display.eta() == "about 5:00 left (cost model)"  # 100 x 3
 
 
 def test_without_a_projection_no_eta():
