@@ -170,10 +170,10 @@ def with_settings_q1(frame: pd.DataFrame) -> pd.DataFrame:
 def evidence_q1(frame: pd.DataFrame, analysis: Analysis = DEFAULT) -> Evidence:
     frame = with_settings_q1(frame)
     controls = [kind for kind in CONTROLS if kind in set(frame["kind"])]
-    comparisons = [
+    comparisons = [  # settings in the rows' order: the declared models', or the runs' natural order (report)
         Comparison(f"ticket vs {control}", model, rows[rows["kind"] == "ticket"], rows[rows["kind"] == control])
         for control in controls
-        for model, rows in frame.groupby("setting")
+        for model, rows in frame.groupby("setting", sort=False)
     ]
     return _evidence(frame, comparisons, analysis, None, [])
 

@@ -236,14 +236,14 @@ def _curves(data: pd.DataFrame, y: str, ylabel: str, hue: str, hue_order: list |
     in KINDS order, one y scale): colour by `hue`, line style and marker by kind. Diverged runs
     (their accuracies blanked by study.tidy) are counted under the figure."""
     kinds = [k for k in KINDS if k in set(data["kind"])]
-    hue_order = kinds if hue == "kind" else hue_order or sorted(data[hue].unique())
+    hue_order = kinds if hue == "kind" else hue_order or list(dict.fromkeys(data[hue]))  # in the data's order
     colours = dict(zip(hue_order, sns.color_palette(PALETTE, len(hue_order)).as_hex()))
     if hue == "kind":
         handles = [_kind_handle(kind, colours[kind]) for kind in kinds]
     else:
         handles = [Line2D([], [], color=c, label=name) for name, c in colours.items()]
         handles += [_kind_handle(kind) for kind in kinds] if panel != "kind" else []
-    panels = kinds if panel == "kind" else sorted(data[panel].unique()) if panel else [None]
+    panels = kinds if panel == "kind" else list(dict.fromkeys(data[panel])) if panel else [None]
     figure, axes = _panels(len(panels), sharey=panel == "kind")  # kinds of one setting: one scale
     top, bottom = data["weights_remaining_pct"].max(), data["weights_remaining_pct"].min()
     for ax, name in zip(axes, panels):

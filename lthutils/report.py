@@ -29,8 +29,9 @@ td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}h2{border-bottom:2p
 
 
 def collect(exp_root: str | Path) -> pd.DataFrame:
-    """Every results.csv under exp_root (exp_root/<study>/<run_id>/results.csv), tidy."""
-    paths = sorted(Path(exp_root).glob("*/*/results.csv"))
+    """Every results.csv under exp_root (exp_root/<study>/<run_id>/results.csv), tidy, in the
+    runs' natural order (fc1x10, fc1x50, fc1x100: numbers in names compare as numbers)."""
+    paths = sorted(Path(exp_root).glob("*/*/results.csv"), key=study.natural_key)
     if not paths:
         raise ConfigError("exp_root", str(exp_root), "a folder with results (exp_result/<study>/<run>/results.csv)")
     frames = [read_results(path).assign(study=path.parent.parent.name) for path in paths]

@@ -15,6 +15,7 @@ import functools
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,11 +147,17 @@ def plans(exp_root: str | Path) -> dict[str, list[tuple[pd.DataFrame, Analysis]]
             if isinstance(plan, list):  # written before plans named their ticket folders
                 plan = {"results": plan, "tickets": {}}
             declared = Analysis.from_dict(plan.get("analysis", {}))
-            paths = [Path(exp_root) / relative for relative in plan["results"]]
+            paths = sorted((Path(exp_root) / relative for relative in plan["results"]), key=natural_key)
             tickets = {run_id: Path(exp_root) / relative for run_id, relative in plan["tickets"].items()}
             if all(path.exists() for path in paths):
                 found.setdefault(key, []).append((collect(paths, tickets, declared.design.seeds), declared))
     return found
+
+
+def natural_key(path: Path) -> list:
+    """`path` as text, its runs of digits compared as numbers: runs in the order fc1x10, fc1x50,
+    fc1x100 (figures and tables list settings in their rows' order)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
 def collect(

@@ -180,6 +180,25 @@ def test_q1_conclusion_is_the_count_of_the_rules_primary_verdicts():
     assert primary.loc["gain", "p_beyond"] <= primary.loc["gain", "level_direction"] / 2  # "by more than"
 
 
+def test_settings_are_listed_in_their_runs_natural_order():
+    """Reports read runs in natural order (numbers compare as numbers), and Q1 lists its settings
+    in the rows' order, so figures and tables run fc1x10, fc1x50, fc1x100, not fc1x10, fc1x100, fc1x50."""
+    names = ["fc1x100", "fc2x10", "fc1x50", "lenet5", "fc1x10", "fc1x300"]
+    paths = sorted(
+        (Path("exp_result/q1") / f"{name}-mnist-adam-0a1b2c3d/results.csv" for name in names), key=study.natural_key
+    )
+    assert [path.parent.name.split("-")[0] for path in paths] == [
+        "fc1x10",
+        "fc1x50",
+        "fc1x100",
+        "fc1x300",
+        "fc2x10",
+        "lenet5",
+    ]
+    frame = q1_frame(*(_pairs(name, [1.0, 1.2, 0.9]) for name in ("fc1x10", "fc1x50", "fc1x100")))
+    assert list(analysis.evidence_q1(frame).primary["setting"]) == ["fc1x10", "fc1x50", "fc1x100"]
+
+
 def test_a_dense_network_still_improving_for_a_minority_of_seeds_keeps_the_verdict():
     """On a plateau the last evaluation is now and then the least by chance: 2 of 5 seeds flagged
     leave the setting judged (and say so), 3 of 5 take its verdict away."""
