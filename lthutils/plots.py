@@ -216,10 +216,17 @@ def layout_problems(figure: plt.Figure) -> list[str]:
 # --- lines against sparsity ------------------------------------------------------------------
 
 
+def colours_for(names: list[str]) -> dict[str, str]:
+    """A colour of its own for each name: the colour-blind palette's ten, or evenly spaced hues
+    beyond ten (the palette repeats after ten, and Q1's 13 models would share colours)."""
+    palette = PALETTE if len(names) <= 10 else "husl"
+    return dict(zip(names, sns.color_palette(palette, len(names)).as_hex()))
+
+
 def _by_group(column: str, names: list[str], linestyle: str = "-") -> tuple[dict, list[Line2D]]:
     """Seaborn keywords giving each of `names` (values of `column`) a colour and a marker of
     its own, and the legend's entries for them."""
-    colours = dict(zip(names, sns.color_palette(PALETTE, len(names)).as_hex()))
+    colours = colours_for(names)
     markers = dict(zip(names, itertools.cycle("oXsP^Dv*")))
     styled = dict(hue=column, hue_order=names, palette=colours, style=column, style_order=names, markers=markers)
     handles = [Line2D([], [], color=colours[n], marker=markers[n], linestyle=linestyle, label=n) for n in names]
@@ -237,7 +244,7 @@ def _curves(data: pd.DataFrame, y: str, ylabel: str, hue: str, hue_order: list |
     (their accuracies blanked by study.tidy) are counted under the figure."""
     kinds = [k for k in KINDS if k in set(data["kind"])]
     hue_order = kinds if hue == "kind" else hue_order or list(dict.fromkeys(data[hue]))  # in the data's order
-    colours = dict(zip(hue_order, sns.color_palette(PALETTE, len(hue_order)).as_hex()))
+    colours = colours_for(hue_order)
     if hue == "kind":
         handles = [_kind_handle(kind, colours[kind]) for kind in kinds]
     else:
@@ -368,7 +375,7 @@ def paired_differences(levels: pd.DataFrame, delta: float) -> plt.Figure:
     )
     comparisons = list(dict.fromkeys(verdicts["comparison"]))
     settings = list(dict.fromkeys(verdicts["setting"]))
-    colours = dict(zip(settings, sns.color_palette(PALETTE, len(settings)).as_hex()))
+    colours = colours_for(settings)
     handles = [Line2D([], [], color=colours[s], label=s) for s in settings]
     handles += [Line2D([], [], color="#555555", marker=m, linestyle="", label=v) for v, m in VERDICT_MARKERS.items()]
     handles.append(Patch(color="#dddddd", label=f"+-{delta} points"))

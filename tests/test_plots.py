@@ -3,6 +3,7 @@ Every figure type drawn from real runs is checked in tests/test_notebooks.py."""
 
 import matplotlib.pyplot as plt
 import pytest
+import seaborn as sns
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from lthutils import plots
@@ -66,3 +67,11 @@ def test_cost_ticks_read_on_a_half_width_panel(low, high):
 
 def test_compact_numbers():
     assert [plots._compact(v) for v in (0.5, 500, 2000, 20000, 1.5e6, 3e9)] == ["0.5", "500", "2k", "20k", "1.5M", "3G"]
+
+
+def test_every_setting_gets_a_colour_of_its_own():
+    """Q1's 13 models: the colour-blind palette has ten colours and would repeat them."""
+    for count in (3, 10, 13, 26):
+        names = [f"fc{i}" for i in range(count)]
+        assert len(set(plots.colours_for(names).values())) == count
+    assert list(plots.colours_for(["a", "b"]).values()) == sns.color_palette(plots.PALETTE, 2).as_hex()
