@@ -4,8 +4,9 @@ The same IMP search (fc1x100 on 5,000 Fashion-MNIST images, 5 seeds with the rei
 random_mask controls: stacks of up to 15 models, 3 pruning rounds of 800 steps, validation every
 100) with tracker none, tensorboard, mlflow and wandb (offline), in a turning order, five
 times; each tracker keeps one exp_root across the repeats, as a study's questions share one, so
-its first repeat also pays the tracker's set-up (importing it, creating MLflow's store, starting W&B's service) and
-the later ones show what logging costs while a study runs. Rows must not depend on the tracker.
+its first repeat also pays the tracker's set-up (importing it, creating MLflow's store, starting
+W&B's service) and the later ones show what logging costs while a study runs. Rows must not
+depend on the tracker.
 Prints each tracker's wall times, its best against none's best and the median of its repeats'
 ratios to none's run of the same repeat (the later repeats: the first pays the set-up; issue
 22's target: at most 1.05); then what each tracker's set-up costs in a fresh exp_root (the first
