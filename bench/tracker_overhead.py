@@ -105,7 +105,7 @@ def main() -> None:
         print(
             f"{tracker:12s} set-up {setup:5.2f} s, then {1000 * each:5.1f} ms to log one training run:"
             f" x{summary['per_run_cost_ratio'][tracker]:.3f} of none's best over {trainings} trainings"
-            + (f"; a run that logs nothing {1000 * empty:5.1f} ms" if empty else "")
+            + (f"; a run that logs nothing {1000 * empty:5.1f} ms" if empty is not None else "")
         )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=1))
